@@ -1,0 +1,1 @@
+"""DiffuSeq reproduction pipeline: data, models, training, sampling, evaluation, reports."""

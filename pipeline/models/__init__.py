@@ -1,0 +1,1 @@
+"""Model families: DiffuSeq and the paper's baselines, each behind the `Seq2Seq` interface."""
