@@ -15,6 +15,7 @@ from pipeline.config import Config
 RAW = "data/raw/{task}"
 PROCESSED = "data/processed/{task}"
 RUN = "results/{task}/{system}"
+TRAIN_STATE = f"{RUN}/train_state"  # resume checkpoints: kept across reruns, never a declared output
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,7 @@ STAGES: dict[str, Stage] = {s.name: s for s in [
     Stage("train", ("task", "system"), deps={"data": PROCESSED}, outs={"model": f"{RUN}/model"},
           code=("pipeline/train.py", "pipeline/models", "pipeline/diffusion", "pipeline/checkpoint.py"),
           directories=("model",)),
-    Stage("sample", ("task", "system"), deps={"data": PROCESSED, "raw": RAW, "model": f"{RUN}/model"},
+    Stage("sample", ("task", "system"), deps={"data": PROCESSED, "model": f"{RUN}/model"},
           outs={"samples": f"{RUN}/samples"},
           code=("pipeline/generate.py", "pipeline/models", "pipeline/diffusion", "pipeline/text.py"),
           directories=("samples",)),
@@ -61,6 +62,16 @@ STAGES: dict[str, Stage] = {s.name: s for s in [
     Stage("report", (), deps={}, outs={"tables": "results/tables.md", "figures": "results/figures"},
           code=("pipeline/report",), directories=("figures",)),
 ]}
+
+
+STAGE_HELP = {
+    "download": "fetch or generate a task's raw train/valid/test.jsonl",
+    "prepare": "validate the raw splits, build the tokenizer, tokenize into memory-mapped arrays",
+    "train": "train one system on one task (resumes from its last checkpoint)",
+    "sample": "generate the candidate sets (one file per seed) for the test set",
+    "evaluate": "metrics, MBR and diversity of one system's samples -> metrics.json",
+    "report": "results/tables.md and results/figures/ from all metrics files",
+}
 
 
 def is_trainable(cfg: Config, system: str) -> bool:
@@ -96,7 +107,54 @@ def final_targets(cfg: Config) -> list[str]:
     return [str(p) for p in STAGES["report"].outputs().values()]
 
 
-def cli_command(params_path: str, stage: str, **cell: str) -> str:
+def launcher(cfg: Config, stage: str, **cell: str) -> str:
+    """`python -m` for one process; `torchrun` when a system trains data-parallel."""
+    if stage == "train" and (train := cfg.systems[cell["system"]].train) and train.num_processes > 1:
+        return f"torchrun --standalone --nproc_per_node {train.num_processes} -m pipeline"
+    return "python -m pipeline"
+
+
+def cli_command(cfg: Config, stage: str, **cell: str) -> str:
     """The shell command of one job; both engines run exactly this."""
-    args = " ".join(f"--{k} {v}" for k, v in cell.items())
-    return f"python -m pipeline {stage} --params {params_path} {args}".rstrip()
+    args = "".join(f" --{k} {v}" for k, v in cell.items())
+    return f"{launcher(cfg, stage, **cell)} {stage} --params {cfg.path}{args}"
+
+
+def code_files(stage: str, root: Path = Path(".")) -> list[str]:
+    """The source files a stage depends on (folders expanded), so code edits trigger reruns."""
+    files: list[str] = []
+    for entry in (*COMMON_CODE, *STAGES[stage].code):
+        path = root / entry
+        if path.is_dir():
+            files += sorted(str(p.relative_to(root)) for p in path.rglob("*.py"))
+        elif path.exists():
+            files.append(entry)
+    return files
+
+
+def param_keys(cfg: Config, stage: str, **cell: str) -> list[str]:
+    """The parameter sections a job reads (DVC tracks these keys; Snakemake hashes them)."""
+    keys = [f"tasks.{cell['task']}"] if "task" in cell else ["tasks"]
+    if "system" in cell:
+        keys.append(f"systems.{cell['system']}")
+    if stage in ("sample", "evaluate"):
+        keys.append("sampling")
+    if stage in ("evaluate", "report"):
+        keys.append("evaluation")
+    if stage == "report":
+        keys += ["systems", "sampling", "scale"]
+    return keys
+
+
+def _resolve(cfg: Config, key: str) -> object:
+    node: object = cfg
+    for part in key.split("."):
+        node = node[part] if isinstance(node, dict) else getattr(node, part)
+    return node
+
+
+def params_digest(cfg: Config, stage: str, **cell: str) -> str:
+    """Hash of the sections a job reads: Snakemake reruns the job when it changes."""
+    from pipeline.config import section_hash
+
+    return section_hash(*(_resolve(cfg, key) for key in param_keys(cfg, stage, **cell)))

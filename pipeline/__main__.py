@@ -1,0 +1,186 @@
+"""The command line: one subcommand per stage; the only code that reads argv.
+
+Each stage takes a parameter file and its grid cell, resolves its paths from `pipeline.stages`,
+opens a tracking run and calls one function. Snakemake and DVC call exactly these commands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from pipeline import provenance, stages
+from pipeline.config import Config, ConfigError, load_config, write_schema
+from pipeline.io import write_json
+from pipeline.tracking import flatten, stage_run
+
+LOG = logging.getLogger("pipeline")
+
+
+def _is_rank_zero() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def _check_cell(cfg: Config, task: str | None, system: str | None) -> None:
+    if task is not None and task not in cfg.tasks:
+        raise ConfigError(f"{cfg.path}: no task '{task}' (tasks: {sorted(cfg.tasks)})")
+    if system is not None and system not in cfg.tasks[task].systems:
+        raise ConfigError(f"{cfg.path}: system '{system}' is not run on task '{task}' "
+                          f"(tasks.{task}.systems: {cfg.tasks[task].systems})")
+
+
+def _record(cfg: Config, stage: str, out_dir: Path, task: str, system: str | None = None) -> None:
+    data_dir = Path(stages.PROCESSED.format(task=task))
+    write_json(out_dir / "provenance.json", provenance.record(cfg, stage, task, system, data_dir))
+
+
+def download(cfg: Config, task: str, system: None = None) -> None:
+    from pipeline.data.download import download_task
+
+    out = stages.STAGES["download"].outputs(task=task)["raw"]
+    with stage_run(cfg, "download", task, tags={"task": task}) as tracker:
+        download_task(task, cfg.tasks[task], out)
+        tracker.log_params(flatten(dataclasses.asdict(cfg.tasks[task].source), "source"))
+
+
+def prepare(cfg: Config, task: str, system: None = None) -> None:
+    from pipeline.data.prepare import prepare_task
+
+    paths = stages.stage_inputs(cfg, "prepare", task=task)
+    out = stages.STAGES["prepare"].outputs(task=task)["data"]
+    with stage_run(cfg, "prepare", task, tags={"task": task}) as tracker:
+        stats = prepare_task(task, cfg.tasks[task], paths["raw"], out)
+        _record(cfg, "prepare", out, task)
+        tracker.log_params(flatten(dataclasses.asdict(cfg.tasks[task].tokenizer), "tokenizer"))
+        tracker.set_tags(data_sha256=stats.get("raw_sha256"))
+        tracker.log_artifact(out / "stats.json")
+
+
+def _cell_tags(cfg: Config, stage: str, task: str, system: str) -> dict[str, str | None]:
+    data_dir = Path(stages.PROCESSED.format(task=task))
+    return {"task": task, "system": system, "family": cfg.systems[system].family,
+            "code_version": provenance.code_version(),
+            "params_hash": provenance.params_hash(cfg, task, system),
+            "data_sha256": provenance.data_checksum(data_dir)}
+
+
+def train(cfg: Config, task: str, system: str) -> None:
+    from pipeline.train import train_system
+
+    paths = stages.stage_inputs(cfg, "train", task=task, system=system)
+    out = stages.STAGES["train"].outputs(task=task, system=system)["model"]
+    state = Path(stages.TRAIN_STATE.format(task=task, system=system))
+    if not _is_rank_zero():
+        train_system(cfg, task, system, paths["data"], out, state)
+        return
+    with stage_run(cfg, "train", task, system, _cell_tags(cfg, "train", task, system)) as tracker:
+        tracker.log_params(flatten(dataclasses.asdict(cfg.systems[system]), "system"))
+        train_system(cfg, task, system, paths["data"], out, state, log=tracker)
+        _record(cfg, "train", out, task, system)
+        tracker.set_tags(checkpoint=str(out))
+
+
+def sample(cfg: Config, task: str, system: str) -> None:
+    from pipeline.generate import sample_system
+
+    paths = stages.stage_inputs(cfg, "sample", task=task, system=system)
+    out = stages.STAGES["sample"].outputs(task=task, system=system)["samples"]
+    with stage_run(cfg, "sample", task, system, _cell_tags(cfg, "sample", task, system)) as tracker:
+        tracker.log_params(flatten(dataclasses.asdict(cfg.sampling), "sampling"))
+        sample_system(cfg, task, system, paths.get("model"), paths["data"], out)
+        _record(cfg, "sample", out, task, system)
+        generation = json.loads((out / "generation.json").read_text())
+        tracker.log(**{k: v for k, v in flatten(generation).items()
+                       if isinstance(v, (int, float)) and not isinstance(v, bool)})
+        tracker.log_artifact(out / "generation.json")
+
+
+def evaluate(cfg: Config, task: str, system: str) -> None:
+    from pipeline.evaluate import evaluate_system
+
+    paths = stages.stage_inputs(cfg, "evaluate", task=task, system=system)
+    out = stages.STAGES["evaluate"].outputs(task=task, system=system)["metrics"]
+    with stage_run(cfg, "evaluate", task, system, _cell_tags(cfg, "evaluate", task, system)) as tracker:
+        metrics = evaluate_system(cfg, task, system, paths["samples"], paths["data"], out)
+        table = metrics.get("table", {})
+        tracker.log(**{k: v for k, v in table.items() if isinstance(v, (int, float))})
+        tracker.log_artifact(out)
+
+
+def report(cfg: Config, task: None = None, system: None = None) -> None:
+    from pipeline.report.tables import write_report
+
+    outs = stages.STAGES["report"].outputs()
+    with stage_run(cfg, "report") as tracker:
+        write_report(cfg, outs["tables"], outs["figures"])
+        tracker.log_artifact(outs["tables"])
+        tracker.log_artifact(outs["figures"], "figures")
+
+
+STAGE_FUNCTIONS = {"download": download, "prepare": prepare, "train": train, "sample": sample,
+                   "evaluate": evaluate, "report": report}
+
+
+def _tool_schema(args: argparse.Namespace) -> None:
+    print(write_schema())
+
+
+def _tool_dvc_yaml(args: argparse.Namespace) -> None:
+    from pipeline.dvcgen import write_dvc_yaml
+
+    print(write_dvc_yaml(load_config(args.params), Path(args.out)))
+
+
+def _tool_import_release(args: argparse.Namespace) -> None:
+    from pipeline.models.release_import import import_to_folder
+
+    import_to_folder(Path(args.checkpoint), Path(args.training_args), Path(args.out))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="STAGE")
+    for name, stage in stages.STAGES.items():
+        cmd = sub.add_parser(name, help=stages.STAGE_HELP[name])
+        cmd.add_argument("--params", default="params/default.yaml", help="parameter file")
+        for wildcard in stage.wildcards:
+            cmd.add_argument(f"--{wildcard}", required=True)
+    tool = sub.add_parser("schema", help="regenerate workflow/schemas/params.schema.json")
+    tool.set_defaults(tool=_tool_schema)
+    tool = sub.add_parser("dvc-yaml", help="generate dvc.yaml for a parameter file")
+    tool.add_argument("--params", default="params/default.yaml")
+    tool.add_argument("--out", default="dvc.yaml")
+    tool.set_defaults(tool=_tool_dvc_yaml)
+    tool = sub.add_parser("import-release",
+                          help="convert a checkpoint of the authors' DiffuSeq release to a model folder")
+    tool.add_argument("--checkpoint", required=True, help="e.g. ema_0.9999_050000.pt")
+    tool.add_argument("--training-args", required=True, help="the release's training_args.json")
+    tool.add_argument("--out", required=True, help="model folder to write (e.g. results/qqp/diffuseq/model)")
+    tool.set_defaults(tool=_tool_import_release)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        if hasattr(args, "tool"):
+            args.tool(args)
+            return 0
+        cfg = load_config(args.params)
+        cell = {w: getattr(args, w) for w in stages.STAGES[args.command].wildcards}
+        _check_cell(cfg, cell.get("task"), cell.get("system"))
+        STAGE_FUNCTIONS[args.command](cfg, **cell)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

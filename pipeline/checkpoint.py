@@ -1,0 +1,160 @@
+"""Model folders and resumable training state: safetensors weights plus JSON, never pickled code.
+
+A model folder (the train stage's output, what `sample` loads) holds
+    model.safetensors   the weights (tied weights stored once)
+    config.json         {"family", "config": model.export_config(), "step", "provenance"}
+and is rebuilt by `pipeline.models.<family>.from_export(config)` found through the registry.
+
+The family name is taken from the model's `family` attribute when it has one, else from
+`extra["family"]` (the train stage passes the system's family there); saving fails without either.
+
+A training state folder (`<state_dir>/step-00001000/`, written by rank 0 only) holds the raw
+weights (`model.safetensors`), the EMA weights (`ema.safetensors`, when EMA is on) and `state.pt`:
+optimizer state, step, data-order position and every rank's RNG states, as tensors and plain
+numbers only, so it loads with `torch.load(weights_only=True)`.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import safetensors.torch
+import torch
+from torch import Tensor
+
+from pipeline.io import atomic_dir, write_json
+from pipeline.models.base import Seq2Seq
+
+STATE_NAME = re.compile(r"^step-(\d{8})$")
+
+
+# --- model folders --------------------------------------------------------------------------------
+
+def save_model(model: Seq2Seq, out_dir: Path, extra: dict[str, Any] | None = None) -> None:
+    """Write a model folder atomically (see the module docstring for its layout).
+
+    Args:
+        model: the model whose current weights are saved (the EMA weights after `fit`).
+        out_dir: the folder to (re)place.
+        extra: provenance recorded under "provenance"; its "family" names the family when the
+            model has no `family` attribute, its "step" is copied to the top-level "step".
+    """
+    extra = dict(extra or {})
+    family = getattr(model, "family", None) or extra.get("family")
+    if not family:
+        raise ValueError("save_model: no family name: give the model a `family` attribute or "
+                         "pass extra={'family': ...}")
+    config = {"family": family, "config": model.export_config(), "step": extra.get("step"),
+              "provenance": extra}
+    with atomic_dir(Path(out_dir)) as tmp:
+        safetensors.torch.save_model(model, str(tmp / "model.safetensors"))
+        write_json(tmp / "config.json", config)
+
+
+def load_model(model_dir: Path, device: str | torch.device = "cpu") -> Seq2Seq:
+    """Rebuild a saved model from its folder and load its weights strictly; returns it in eval mode."""
+    from pipeline.models.registry import family_spec
+
+    model_dir = Path(model_dir)
+    config_path = model_dir / "config.json"
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{model_dir}: not a model folder (no config.json)")
+    saved = json.loads(config_path.read_text())
+    module = family_spec(saved["family"]).module
+    model = module.from_export(saved["config"])
+    safetensors.torch.load_model(model, str(model_dir / "model.safetensors"), strict=True)
+    return model.to(device).eval()
+
+
+def num_parameters(model: torch.nn.Module) -> int:
+    """Number of distinct trainable parameters (tied weights counted once)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+# --- RNG states -----------------------------------------------------------------------------------
+
+def capture_rng() -> dict[str, Tensor]:
+    """The states of python's, numpy's and torch's global generators, as tensors."""
+    version, mt, gauss = random.getstate()
+    _, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {
+        "python_version": torch.tensor(version),
+        "python_mt": torch.tensor(mt, dtype=torch.int64),
+        "python_gauss": torch.tensor([gauss is not None, gauss or 0.0], dtype=torch.float64),
+        "numpy_keys": torch.from_numpy(keys.astype(np.int64)),
+        "numpy_pos": torch.tensor([pos, has_gauss]),
+        "numpy_gauss": torch.tensor(cached, dtype=torch.float64),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.stack(torch.cuda.get_rng_state_all())
+    return state
+
+
+def restore_rng(state: dict[str, Tensor]) -> None:
+    """Inverse of `capture_rng`."""
+    has_gauss, gauss = state["python_gauss"].tolist()
+    random.setstate((int(state["python_version"]), tuple(state["python_mt"].tolist()),
+                     gauss if has_gauss else None))
+    pos, np_has_gauss = state["numpy_pos"].tolist()
+    np.random.set_state(("MT19937", state["numpy_keys"].numpy().astype(np.uint32), pos,
+                         np_has_gauss, float(state["numpy_gauss"])))
+    torch.set_rng_state(state["torch"].cpu())
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(list(state["cuda"].cpu()))
+
+
+# --- training state -------------------------------------------------------------------------------
+
+def latest_state(state_dir: Path) -> Path | None:
+    """The newest complete training state folder in `state_dir`, or None."""
+    found = sorted(p for p in Path(state_dir).glob("step-*") if STATE_NAME.match(p.name))
+    return found[-1] if found else None
+
+
+def save_state(state_dir: Path, *, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+               ema: dict[str, Tensor] | None, position: int, rng: list[dict[str, Tensor]],
+               keep: int = 2) -> Path:
+    """Write `<state_dir>/step-<step>/` atomically and delete all but the newest `keep` states.
+
+    Args:
+        ema: EMA weights by parameter name, or None without EMA.
+        position: number of training examples consumed so far (the data-order position).
+        rng: RNG states of every rank, in rank order (`capture_rng`).
+    """
+    target = Path(state_dir) / f"step-{step:08d}"
+    with atomic_dir(target) as tmp:
+        safetensors.torch.save_model(model, str(tmp / "model.safetensors"))
+        if ema is not None:
+            safetensors.torch.save_file({k: v.contiguous() for k, v in ema.items()},
+                                        str(tmp / "ema.safetensors"))
+        torch.save({"step": step, "position": position, "optimizer": optimizer.state_dict(),
+                    "rng": rng}, tmp / "state.pt")
+    old = sorted(p for p in Path(state_dir).glob("step-*") if STATE_NAME.match(p.name))[:-keep]
+    for path in old:
+        shutil.rmtree(path, ignore_errors=True)
+    return target
+
+
+def load_state(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+               device: torch.device | str = "cpu") -> dict[str, Any]:
+    """Load weights and optimizer state from a state folder into `model` and `optimizer`.
+
+    Returns:
+        {"step": int, "position": int, "rng": list of per-rank RNG states,
+         "ema": dict of EMA weights or None}.
+    """
+    path = Path(path)
+    safetensors.torch.load_model(model, str(path / "model.safetensors"), strict=True,
+                                 device=str(device))
+    state = torch.load(path / "state.pt", map_location=device, weights_only=True)
+    optimizer.load_state_dict(state["optimizer"])
+    ema_path = path / "ema.safetensors"
+    ema = safetensors.torch.load_file(str(ema_path), device=str(device)) if ema_path.exists() else None
+    return {"step": state["step"], "position": state["position"], "rng": state["rng"], "ema": ema}

@@ -1,0 +1,70 @@
+"""Parameter files: every shipped file loads; a wrong key or type is an error naming the key."""
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline.config import SCHEMA_PATH, ConfigError, load_config, params_schema
+
+REPO = Path(__file__).resolve().parents[2]
+SHIPPED = ["params/default.yaml", "params/paper.yaml", "params/tiny.yaml"]
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_parameter_files_load(name):
+    cfg = load_config(REPO / name)
+    assert cfg.tasks and cfg.system_cells()
+    for system in cfg.systems:
+        cfg.family_configs(system)
+
+
+def test_paper_file_has_the_papers_four_tasks_and_settings():
+    cfg = load_config(REPO / "params/paper.yaml")
+    assert {t.paper_task for t in cfg.tasks.values()} == {"dialogue", "qg", "simplification",
+                                                          "paraphrase"}
+    steps = {t.paper_task: cfg.systems[f"diffuseq_{name}"].train.steps
+             for name, t in cfg.tasks.items()}
+    assert steps == {"paraphrase": 50000, "qg": 40000, "simplification": 80000, "dialogue": 140000}
+    model, _ = cfg.family_configs("diffuseq_qqp")
+    assert model.diffusion_steps == 2000 and model.noise_schedule == "sqrt"
+
+
+def _write(tmp_path, mutate):
+    data = yaml.safe_load((REPO / "params/default.yaml").read_text())
+    mutate(data)
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.mark.parametrize("mutate, key", [
+    (lambda d: d["tasks"]["minipara"].update(seq_lenn=64), "tasks.minipara"),
+    (lambda d: d["tasks"]["minipara"].update(seq_len="64"), "tasks.minipara.seq_len"),
+    (lambda d: d["sampling"].update(seeds="1,2"), "sampling.seeds"),
+    (lambda d: d["systems"]["copy_source"].update(family="copy_sauce"), "systems.copy_source.family"),
+    (lambda d: d["evaluation"].update(mbr_utility="meteor"), "evaluation.mbr_utility"),
+])
+def test_wrong_key_or_type_names_the_key(tmp_path, mutate, key):
+    path = _write(tmp_path, mutate)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(path) in str(err.value) and f"{key}:" in str(err.value)
+
+
+def test_family_block_is_checked_against_its_own_config(tmp_path):
+    path = _write(tmp_path, lambda d: d["systems"]["diffuseq"]["model"].update(hiden_dim=3))
+    with pytest.raises(ConfigError, match="hiden_dim"):
+        load_config(path)
+
+
+def test_task_naming_an_undefined_system_is_an_error(tmp_path):
+    path = _write(tmp_path, lambda d: d["tasks"]["minipara"]["systems"].append("nonesuch"))
+    with pytest.raises(ConfigError, match="nonesuch"):
+        load_config(path)
+
+
+def test_committed_schema_is_fresh():
+    assert json.loads(SCHEMA_PATH.read_text()) == params_schema(), \
+        "workflow/schemas/params.schema.json is stale: run `python -m pipeline schema`"

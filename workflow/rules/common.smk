@@ -1,0 +1,62 @@
+# Helpers that turn the stage table (pipeline/stages.py) into rule inputs, outputs and resources.
+from pathlib import Path
+
+from pipeline import stages as S
+
+
+wildcard_constraints:
+    task=r"[A-Za-z0-9_\-]+",
+    system=r"[A-Za-z0-9_\-]+",
+
+
+def final_targets():
+    return S.final_targets(CFG)
+
+
+def rule_outputs(stage):
+    spec = S.STAGES[stage]
+    return {role: directory(path) if role in spec.directories else path
+            for role, path in spec.outs.items()}
+
+
+def rule_inputs(stage):
+    def inputs(wildcards):
+        cell = {w: wildcards[w] for w in S.STAGES[stage].wildcards}
+        deps = {role: str(path) for role, path in S.stage_inputs(CFG, stage, **cell).items()}
+        deps["code"] = S.code_files(stage)
+        return deps
+
+    return inputs
+
+
+def rule_command(stage):
+    def command(wildcards):
+        return S.cli_command(CFG, stage, **{w: wildcards[w] for w in S.STAGES[stage].wildcards})
+
+    return command
+
+
+def rule_params_digest(stage):
+    def digest(wildcards):
+        return S.params_digest(CFG, stage, **{w: wildcards[w] for w in S.STAGES[stage].wildcards})
+
+    return digest
+
+
+def rule_log(stage):
+    cell = "_".join("{%s}" % w for w in S.STAGES[stage].wildcards) or "all"
+    return f"logs/{stage}/{cell}.log"
+
+
+def rule_threads(stage):
+    return CFG.compute.threads
+
+
+def rule_gpus(stage):
+    def gpus(wildcards):
+        if stage not in ("train", "sample") or CFG.compute.gpus_per_job == 0:
+            return 0
+        train = CFG.systems[wildcards.system].train
+        return max(CFG.compute.gpus_per_job, train.num_processes if train else 1)
+
+    return gpus
