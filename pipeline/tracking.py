@@ -120,7 +120,8 @@ def stage_run(cfg: Config, stage: str, task: str | None = None, system: str | No
         client = MlflowClient(tracking_uri())
         name = task or "report"
         experiment = client.get_experiment_by_name(name)
-        experiment_id = experiment.experiment_id if experiment else client.create_experiment(name)
+        experiment_id = experiment.experiment_id if experiment else client.create_experiment(
+            name, tags={"mlflow.experimentKind": "custom_model_development"})
         run_tags = {"stage": stage, "pipeline.params": cfg.path, **(tags or {})}
         if task and system:
             run_tags["mlflow.parentRunId"] = _parent_run(client, experiment_id, cfg, task, system)

@@ -1,0 +1,104 @@
+"""Validated reading and writing of task files: one `{"src": str, "trg": str}` object per line.
+
+This is the format of the DiffuSeq authors' release, so their files drop in unchanged. A bad
+line is either an error naming file, line and field, or (when a task says `on_bad_line: skip`)
+skipped and reported.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from pipeline.io import atomic_file, sha256_file
+
+SPLITS = ("train", "valid", "test")
+FIELDS = ("src", "trg")
+MULTIREF_FILE = "test_multiref.jsonl"
+
+
+class DataError(ValueError):
+    """A task file that cannot be used; the message names the file, and the line when relevant."""
+
+
+@dataclass
+class PairFile:
+    """The usable lines of one split file.
+
+    pairs: {"src", "trg"} texts, in file order.
+    line_numbers: 1-based line number of each pair in the file.
+    skipped: "file:line: reason" of every skipped line (empty unless skipping).
+    """
+
+    pairs: list[dict[str, str]] = field(default_factory=list)
+    line_numbers: list[int] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+
+def split_path(folder: Path, split: str) -> Path:
+    """Where a split's jsonl lives in a raw or prepared task folder."""
+    return Path(folder) / f"{split}.jsonl"
+
+
+def _problem(line: str) -> tuple[dict[str, str] | None, str]:
+    """The validated pair of one line, or None and what is wrong with it."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as exc:
+        return None, f"invalid JSON ({exc.msg} at column {exc.colno})"
+    if not isinstance(record, dict):
+        return None, f"expected a JSON object, got {type(record).__name__}"
+    for name in FIELDS:
+        if name not in record:
+            return None, f"field '{name}' is missing"
+        if not isinstance(record[name], str):
+            return None, f"field '{name}' must be a string, got {type(record[name]).__name__}"
+        if not record[name].strip():
+            return None, f"field '{name}' is empty"
+    return {name: record[name] for name in FIELDS}, ""
+
+
+def read_pairs(path: Path, on_bad_line: Literal["error", "skip"] = "error") -> PairFile:
+    """Read and validate every line of a split file.
+
+    Args:
+        path: a `{split}.jsonl` file.
+        on_bad_line: "error" raises DataError at the first bad line; "skip" drops and records it.
+
+    Returns:
+        The usable pairs with their line numbers and the skipped lines.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    result = PairFile()
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            pair, reason = _problem(line)
+            if pair is not None:
+                result.pairs.append(pair)
+                result.line_numbers.append(number)
+            elif on_bad_line == "skip":
+                result.skipped.append(f"{path}:{number}: {reason}")
+            else:
+                raise DataError(f"{path}:{number}: {reason}")
+    return result
+
+
+def write_pairs(path: Path, pairs: Iterable[dict[str, str]]) -> None:
+    """Write pairs as jsonl, atomically."""
+    with atomic_file(path) as handle:
+        for pair in pairs:
+            handle.write(json.dumps({name: pair[name] for name in FIELDS}) + "\n")
+
+
+def splits_sha256(folder: Path) -> str:
+    """Checksum of a task's three split files (names and contents); the same data, the same value."""
+    digest = hashlib.sha256()
+    for split in SPLITS:
+        digest.update(f"{split}.jsonl:{sha256_file(split_path(folder, split))}\n".encode())
+    return digest.hexdigest()

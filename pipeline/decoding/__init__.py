@@ -1,0 +1,1 @@
+"""Selection among sampled candidates (MBR)."""

@@ -1,0 +1,282 @@
+"""The evaluate stage: one system's sample files -> its metrics JSON (spec/metrics.md).
+
+Reads `seed<S>.jsonl` for the configured seeds (the authors' format: lines `{"source", "reference",
+"recover"}`, line i of every file = test example i), applies MBR for every candidate-set size that
+was sampled, computes the paper's quality columns on each MBR output (and on `best.jsonl`, a
+deterministic decode, when present), the diversity columns over the first k seeds, step-wise
+curves from `steps.jsonl`, and records what was used (BERTScore model, NLTK version, timings,
+parameter hash, data checksum).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nltk
+import numpy as np
+
+from pipeline import metrics
+from pipeline.config import Config, section_hash
+from pipeline.decoding import mbr
+from pipeline.io import sha256_tree, write_json
+from pipeline.text import remove_special_strings
+
+log = logging.getLogger(__name__)
+
+SAMPLE_KEYS = ("source", "reference", "recover")
+STEP_KEYS = ("seed", "index", "fraction", "recover")
+# Keys of generation.json that may hold the wall time of the generation (first present wins).
+TIME_KEYS = ("total_s", "total_seconds", "seconds", "wall_s")
+
+
+@dataclass
+class Samples:
+    """One system's outputs on the test set. recovers[k][i]: seed k's text for source i, as written."""
+
+    sources: list[str]
+    references: list[str]          # cleaned of special strings
+    recovers: list[list[str]]
+
+
+def read_jsonl(path: Path, keys: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Lines of a jsonl file, each checked to hold `keys`; errors name the file and line."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: sample file not found")
+    rows = []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}:{number}: not valid JSON ({exc})") from exc
+            missing = [k for k in keys if k not in row]
+            if missing:
+                raise ValueError(f"{path}:{number}: missing key(s) {missing}")
+            rows.append(row)
+    return rows
+
+
+def load_samples(samples_dir: Path, seeds: list[int]) -> Samples:
+    """Read and cross-check the per-seed files (same length, same references line by line)."""
+    if not seeds:
+        raise ValueError("sampling.seeds is empty: there is nothing to evaluate")
+    paths = [samples_dir / f"seed{seed}.jsonl" for seed in seeds]
+    files = [read_jsonl(path, SAMPLE_KEYS) for path in paths]
+    first = files[0]
+    for path, rows in zip(paths[1:], files[1:]):
+        if len(rows) != len(first):
+            raise ValueError(f"{path}: {len(rows)} lines but {paths[0]} has {len(first)}")
+        for number, (row, ref) in enumerate(zip(rows, first), start=1):
+            if row["reference"] != ref["reference"]:
+                raise ValueError(f"{path}:{number}: reference differs from {paths[0]} line {number}")
+    return Samples(sources=[r["source"] for r in first],
+                   references=[remove_special_strings(r["reference"]) for r in first],
+                   recovers=[[row["recover"] for row in rows] for rows in files])
+
+
+def quality(raw_hyps: list[str], refs: list[str], bert: list[float] | None) -> dict[str, Any]:
+    """The paper's quality columns (means over sentences) of one output per source.
+
+    Args:
+        raw_hyps: N hypotheses as written in the sample file (Len is counted on these).
+        refs: N references.
+        bert: N BERTScore F1 values, or None when BERTScore is disabled.
+    """
+    hyps = [remove_special_strings(h) for h in raw_hyps]
+    return {
+        "bleu": float(np.mean([metrics.sentence_bleu(r, h) for r, h in zip(refs, hyps)])),
+        "rouge_l": float(np.mean([metrics.rouge_l(r, h) for r, h in zip(refs, hyps)])),
+        "bertscore": float(np.mean(bert)) if bert is not None else None,
+        "dist1": float(np.mean([metrics.dist1(h) for h in hyps])),
+        "len": float(np.mean([metrics.authors_len(h) for h in raw_hyps])),
+        "word_count": float(np.mean([metrics.word_count(h) for h in hyps])),
+        "sacrebleu": metrics.corpus_sacrebleu(hyps, refs),
+    }
+
+
+def diversity(recovers: list[list[str]], k: int) -> dict[str, Any]:
+    """self-BLEU and div-4 per source over the first k seeds' candidates, then means."""
+    per_source = [[remove_special_strings(recovers[s][i]) for s in range(k)]
+                  for i in range(len(recovers[0]))]
+    return {"k": k,
+            "self_bleu": float(np.mean([metrics.self_bleu(c) for c in per_source])),
+            "div4": float(np.mean([metrics.div4(c) for c in per_source]))}
+
+
+def mbr_picks(samples: Samples, sizes: list[int], utility: str) -> dict[int, list[int]]:
+    """MBR pick per source for each candidate-set size (the first n seeds).
+
+    The utility matrix of the largest set is computed once per source; a smaller set's matrix is
+    its top-left corner (each entry depends on its pair only).
+    """
+    largest = max(sizes)
+    matrix_of = mbr.utility_matrix(utility)
+    picks: dict[int, list[int]] = {n: [] for n in sizes}
+    for i in range(len(samples.sources)):
+        cands = [remove_special_strings(samples.recovers[s][i]) for s in range(largest)]
+        scores = matrix_of(cands)
+        for n in sizes:
+            picks[n].append(mbr.select_from_matrix([row[:n] for row in scores[:n]]))
+    return picks
+
+
+def stepwise(path: Path, refs: list[str]) -> list[dict[str, float]]:
+    """BLEU and div-4 of the decoded intermediate outputs at each recorded fraction of the steps."""
+    by_fraction: dict[float, dict[int, list[str]]] = defaultdict(lambda: defaultdict(list))
+    for number, row in enumerate(read_jsonl(path, STEP_KEYS), start=1):
+        if not 0 <= row["index"] < len(refs):
+            raise ValueError(f"{path}:{number}: index {row['index']} outside the test set "
+                             f"(0..{len(refs) - 1})")
+        by_fraction[float(row["fraction"])][row["index"]].append(remove_special_strings(row["recover"]))
+    curve = []
+    for fraction in sorted(by_fraction):
+        per_source = by_fraction[fraction]
+        bleu = [metrics.sentence_bleu(refs[i], h) for i, hyps in per_source.items() for h in hyps]
+        curve.append({"fraction": fraction, "bleu": float(np.mean(bleu)),
+                      "div4": float(np.mean([metrics.div4(h) for h in per_source.values()])),
+                      "num_outputs": len(bleu)})
+    return curve
+
+
+def bertscore_by_output(outputs: dict[str, list[str]], refs: list[str],
+                        cfg: Config) -> dict[str, list[float] | None]:
+    """BERTScore F1 of every output, each distinct (hypothesis, reference) pair scored once."""
+    bs = cfg.evaluation.bertscore
+    if not bs.enabled:
+        return {name: None for name in outputs}
+    pairs = sorted({(remove_special_strings(h), r)
+                    for hyps in outputs.values() for h, r in zip(hyps, refs)})
+    f1 = metrics.bertscore_f1([h for h, _ in pairs], [r for _, r in pairs], model=bs.model,
+                              num_layers=bs.num_layers, batch_size=bs.batch_size,
+                              device=cfg.compute.device)
+    score_of = dict(zip(pairs, f1))
+    return {name: [score_of[(remove_special_strings(h), r)] for h, r in zip(hyps, refs)]
+            for name, hyps in outputs.items()}
+
+
+def generation_info(samples_dir: Path) -> dict[str, Any]:
+    """generation.json of the sample stage (copied through), or {} when there is none."""
+    path = samples_dir / "generation.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def generation_seconds(info: dict[str, Any]) -> float | None:
+    """Wall time of the generation from generation.json's `timings` (or `timing`) block."""
+    timings = info.get("timings", info.get("timing", {}))
+    if isinstance(timings, (int, float)):
+        return float(timings)
+    return next((float(timings[k]) for k in TIME_KEYS if k in timings), None)
+
+
+def decode_method(info: dict[str, Any]) -> str | None:
+    """The decode method named in generation.json (`decode_method`, or `decode.method`)."""
+    decode = info.get("decode")
+    if isinstance(decode, dict):
+        return decode.get("method", info.get("decode_method"))
+    return info.get("decode_method", decode)
+
+
+def provenance(cfg: Config, task: str, system: str, samples_dir: Path, data_dir: Path) -> dict[str, Any]:
+    """Parameter hash, data checksum and sample-folder checksum behind these numbers."""
+    stats = data_dir / "stats.json"
+    if not stats.is_file():
+        log.warning("%s missing: the data checksum is not recorded", stats)
+    return {"params_hash": section_hash(cfg.tasks[task], cfg.systems[system], cfg.sampling,
+                                        cfg.evaluation),
+            "data_sha256": json.loads(stats.read_text()).get("raw_sha256") if stats.is_file() else None,
+            "samples_sha256": sha256_tree(samples_dir)}
+
+
+def table_row(result: dict[str, Any]) -> dict[str, Any]:
+    """The table's columns: quality of best.jsonl if present, else of MBR at the largest size."""
+    name = "best" if "best" in result else f"mbr@{max(map(int, result['mbr']))}"
+    quality_block = result["best"] if name == "best" else result["mbr"][name.split("@")[1]]
+    return {**{k: quality_block[k] for k in ("bleu", "rouge_l", "bertscore", "dist1", "len",
+                                             "word_count", "sacrebleu")},
+            "self_bleu": result["diversity"]["self_bleu"], "div4": result["diversity"]["div4"],
+            "quality_from": name}
+
+
+def evaluate_system(cfg: Config, task: str, system: str, samples_dir: Path, data_dir: Path,
+                    out_path: Path) -> dict:
+    """Evaluate one (task, system) and write its metrics JSON atomically.
+
+    Args:
+        cfg: the parameter file.
+        task: task name (a key of cfg.tasks).
+        system: system name (a key of cfg.systems).
+        samples_dir: folder with seed<S>.jsonl, optionally best.jsonl, steps.jsonl, generation.json.
+        data_dir: the task's prepared data (stats.json gives the data checksum).
+        out_path: where the metrics JSON goes.
+
+    Returns:
+        The metrics dict that was written.
+    """
+    start = time.perf_counter()
+    samples_dir, data_dir = Path(samples_dir), Path(data_dir)
+    samples = load_samples(samples_dir, list(cfg.sampling.seeds))
+    result, timings = _metrics(cfg, task, system, samples, samples_dir)
+    info = generation_info(samples_dir)
+    result.update(generation=info, decode_method=decode_method(info),
+                  generation_seconds=generation_seconds(info), pretrained=info.get("pretrained"))
+    result["provenance"] = provenance(cfg, task, system, samples_dir, data_dir)
+    result["timing"] = {**timings, "total_s": time.perf_counter() - start}
+    write_json(Path(out_path), result)
+    return result
+
+
+def _metrics(cfg: Config, task: str, system: str, samples: Samples,
+             samples_dir: Path) -> tuple[dict[str, Any], dict[str, float]]:
+    """MBR, quality, diversity and step-wise metrics, with the seconds each part took."""
+    ev, num_seeds = cfg.evaluation, len(samples.recovers)
+    sizes = sorted({n for n in ev.mbr_sizes if n <= num_seeds})
+    if not sizes:
+        raise ValueError(f"evaluation.mbr_sizes {ev.mbr_sizes}: none fits the {num_seeds} sampled seeds")
+    tick = time.perf_counter()
+    picks = mbr_picks(samples, sizes, ev.mbr_utility)
+    timings = {"mbr_s": time.perf_counter() - tick}
+    outputs = {str(n): [samples.recovers[k][i] for i, k in enumerate(picks[n])] for n in sizes}
+    if (samples_dir / "best.jsonl").is_file():
+        outputs["best"] = _best_outputs(samples_dir / "best.jsonl", samples)
+    tick = time.perf_counter()
+    bert = bertscore_by_output(outputs, samples.references, cfg)
+    timings["bertscore_s"] = time.perf_counter() - tick
+    tick = time.perf_counter()
+    refs, sys_cfg = samples.references, cfg.systems[system]
+    result: dict[str, Any] = {
+        "task": task, "system": system, "family": sys_cfg.family, "label": sys_cfg.label or system,
+        "num_sources": len(refs), "seeds": list(cfg.sampling.seeds), "mbr_sizes": sizes,
+        "mbr_sizes_skipped": sorted(n for n in ev.mbr_sizes if n > num_seeds),
+        "mbr_utility": ev.mbr_utility,
+        "mbr": {str(n): {**quality(outputs[str(n)], refs, bert[str(n)]), "picks": picks[n]}
+                for n in sizes},
+        "diversity": diversity(samples.recovers, min(ev.diversity_k, num_seeds)),
+        "bertscore_model": ev.bertscore.model if ev.bertscore.enabled else None,
+        "nltk_version": nltk.__version__,
+    }
+    if "best" in outputs:
+        result["best"] = quality(outputs["best"], refs, bert["best"])
+    if (samples_dir / "steps.jsonl").is_file():
+        result["stepwise"] = stepwise(samples_dir / "steps.jsonl", refs)
+    result["table"] = table_row(result)
+    timings["metrics_s"] = time.perf_counter() - tick
+    return result, timings
+
+
+def _best_outputs(path: Path, samples: Samples) -> list[str]:
+    """The deterministic decode's texts, checked against the seed files line by line."""
+    rows = read_jsonl(path, SAMPLE_KEYS)
+    if len(rows) != len(samples.sources):
+        raise ValueError(f"{path}: {len(rows)} lines but the seed files have {len(samples.sources)}")
+    for number, (row, ref) in enumerate(zip(rows, samples.references), start=1):
+        if remove_special_strings(row["reference"]) != ref:
+            raise ValueError(f"{path}:{number}: reference differs from the seed files' line {number}")
+    return [row["recover"] for row in rows]

@@ -1,0 +1,211 @@
+"""The sample stage: a candidate set for every test source, one output file per seed.
+
+Outputs (`results/<task>/<system>/samples/`, written atomically as one folder):
+    seed<S>.jsonl    {"source", "reference", "recover"} per line; line i is test example i
+    generation.json  family, decode settings, seeds, sizes, device and timings
+    steps.jsonl      {"seed", "index", "fraction", "recover"}: intermediate outputs along the
+                     generation, when the decode config asks the model for them
+    best.jsonl       the deterministic quality decode (beam search of the AR baselines), when the
+                     family's DecodeConfig has `quality_decode()`
+
+Every text goes through `pipeline.text`: model ids are decoded with the model's tokenizer, then
+normalised with the task's tokenizer; sources and references are the prepared test texts after
+the same round trip (spec/metrics.md), so every system is scored against identical references.
+Models see only the sources: batches are collated with empty targets, so no reference can leak
+into a candidate. Candidate (i, s) depends only on the checkpoint, the seed s and the index i
+(`pipeline.models.base.candidate_generator`), not on how sources are batched.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from pipeline import distributed
+from pipeline.checkpoint import load_model
+from pipeline.config import Config
+from pipeline.io import atomic_dir, write_json
+from pipeline.models.base import GenerationOutput, Pair, Seq2Seq
+from pipeline.models.reference import copy_source, random_target
+
+LOG = logging.getLogger(__name__)
+NO_TARGET = np.empty(0, dtype=np.int64)
+
+
+def generate_candidates(model: Seq2Seq, pairs: Sequence[Pair], seeds: list[int], decode: Any,
+                        batch_size: int, *, progress: bool = True) -> GenerationOutput:
+    """Generate every seed's candidate for every source, `batch_size` sources per model call.
+
+    Args:
+        model: a trained model (eval mode).
+        pairs: test (source ids, target ids) pairs; only the sources are used; pair i has
+            source index i.
+        seeds: the candidate seeds (each call generates all of them).
+        decode: the family's DecodeConfig.
+
+    Returns:
+        ids[i][k]: word-piece ids for source i and seed k; trace[f][i][k] likewise.
+    """
+    device = next(model.parameters()).device
+    ids: list[list[list[int]]] = []
+    trace: dict[float, list[list[list[int]]]] = {}
+    for start in tqdm(range(0, len(pairs), batch_size), desc="sample", disable=not progress):
+        sources = [src for src, _ in pairs[start:start + batch_size]]
+        batch = model.collate([(src, NO_TARGET) for src in sources])
+        batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+        with torch.no_grad():
+            out = model.generate(batch, seeds=list(seeds), decode=decode,
+                                 source_indices=list(range(start, start + len(sources))))
+        ids.extend(out.ids)
+        for fraction, rows in out.trace.items():
+            trace.setdefault(fraction, []).extend(rows)
+    return GenerationOutput(ids=ids, trace=trace)
+
+
+class _NormalizedTargets(Sequence):
+    """Training targets as normalised text, normalised only when drawn (random-target row)."""
+
+    def __init__(self, texts: list[dict[str, str]], tokenizer: Any) -> None:
+        self.texts, self.tokenizer = texts, tokenizer
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def __getitem__(self, index: int) -> str:
+        from pipeline.text import normalize
+
+        return normalize(self.tokenizer, self.texts[index]["trg"])
+
+
+def _text_fn(tokenizer: Any, task_tokenizer: Any) -> Callable[[Sequence[int]], str]:
+    """ids -> decoded with `tokenizer`, then normalised with the task's tokenizer."""
+    from pipeline.text import decode_ids, normalize
+
+    return lambda ids: normalize(task_tokenizer, decode_ids(tokenizer, ids))
+
+
+def _model_tokenizer(model: Seq2Seq, task_tokenizer: Any) -> Any:
+    if not model.tokenizer_dir:
+        return task_tokenizer
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(model.tokenizer_dir)
+
+
+def _sample_model(cfg: Config, system: str, model_dir: Path, pairs: list[Pair],
+                  task_tokenizer: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Candidates (and trace, best decode) of a trained model; returns (texts, generation info)."""
+    if model_dir is None:
+        raise ValueError(f"system '{system}' has a trainable family: the sample stage needs its model")
+    device = distributed.resolve_device(cfg.compute.device)
+    model = load_model(model_dir, device)
+    _, decode = cfg.family_configs(system)
+    to_text = _text_fn(_model_tokenizer(model, task_tokenizer), task_tokenizer)
+    seeds, batch_size = list(cfg.sampling.seeds), cfg.sampling.batch_size
+    started = time.perf_counter()
+    out = generate_candidates(model, pairs, seeds, decode, batch_size)
+    wall = time.perf_counter() - started
+    texts: dict[str, Any] = {
+        "candidates": [[to_text(c) for c in row] for row in out.ids],
+        "trace": {f: [[to_text(c) for c in row] for row in rows] for f, rows in out.trace.items()}}
+    info = {"decode": dataclasses.asdict(decode), "device": device, "wall_s": wall,
+            "pretrained": bool(model.export_config().get("pretrained", False)),
+            "checkpoint": str(model_dir)}
+    if hasattr(decode, "quality_decode"):
+        quality = decode.quality_decode()
+        started = time.perf_counter()
+        best = generate_candidates(model, pairs, [0], quality, batch_size)
+        texts["best"] = [to_text(row[0]) for row in best.ids]
+        info.update(best_decode=dataclasses.asdict(quality), best_wall_s=time.perf_counter() - started)
+    return texts, info
+
+
+def _sample_reference(cfg: Config, family: str, data_dir: Path, sources: list[str],
+                      task_tokenizer: Any) -> dict[str, Any]:
+    """Candidates of the two model-free rows: copy the source, or a random training target."""
+    from pipeline.data.dataset import read_texts
+
+    seeds = list(cfg.sampling.seeds)
+    if family == "copy_source":
+        return {"candidates": copy_source(sources, seeds), "trace": {}}
+    targets = _NormalizedTargets(read_texts(data_dir, "train"), task_tokenizer)
+    return {"candidates": random_target(len(sources), targets, seeds,
+                                        cfg.evaluation.random_target_seed), "trace": {}}
+
+
+def sample_system(cfg: Config, task: str, system: str, model_dir: Path | None, data_dir: Path,
+                  out_dir: Path) -> None:
+    """The sample stage of one (task, system): writes the folder described in the module docstring.
+
+    Args:
+        model_dir: the trained model folder (None for the model-free families).
+        data_dir: the task's prepared data (data/processed/<task>).
+        out_dir: the samples folder to (re)place.
+    """
+    from pipeline.data.dataset import load_split, load_tokenizer, read_texts
+    from pipeline.models.registry import family_spec
+    from pipeline.text import normalize
+
+    family = cfg.systems[system].family
+    torch.set_num_threads(cfg.compute.threads)
+    task_tokenizer = load_tokenizer(data_dir)
+    test = read_texts(data_dir, "test")
+    num = len(test) if cfg.sampling.num_sources is None else min(cfg.sampling.num_sources, len(test))
+    sources = [normalize(task_tokenizer, pair["src"]) for pair in test[:num]]
+    references = [normalize(task_tokenizer, pair["trg"]) for pair in test[:num]]
+    started = time.perf_counter()
+    if family_spec(family).trainable:
+        pairs = load_split(data_dir, "test")[:num]
+        texts, info = _sample_model(cfg, system, model_dir, pairs, task_tokenizer)
+    else:
+        texts = _sample_reference(cfg, family, data_dir, sources, task_tokenizer)
+        info = {"decode": {}, "device": "none", "wall_s": time.perf_counter() - started,
+                "pretrained": False, "checkpoint": None}
+    seeds = list(cfg.sampling.seeds)
+    info.update(family=family, seeds=seeds, num_sources=num,
+                wall_s_per_seed=info["wall_s"] / len(seeds),
+                sequences_per_s=num * len(seeds) / max(info["wall_s"], 1e-9))
+    write_samples(out_dir, sources, references, seeds, texts, info)
+    LOG.info("%s/%s: %d sources x %d seeds in %.1f s -> %s", task, system, num, len(seeds),
+             info["wall_s"], out_dir)
+
+
+def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    with open(path, "w") as handle:
+        for row in rows:
+            handle.write(json.dumps(row) + "\n")
+
+
+def write_samples(out_dir: Path, sources: list[str], references: list[str], seeds: list[int],
+                  texts: dict[str, Any], generation: dict[str, Any]) -> None:
+    """Write the samples folder atomically.
+
+    Args:
+        texts: "candidates" [i][k] (source i, seed k), "trace" {fraction: [i][k]}, optional
+            "best" [i].
+        generation: the content of generation.json.
+    """
+    def lines(recover: list[str]) -> list[dict[str, str]]:
+        return [{"source": s, "reference": r, "recover": c}
+                for s, r, c in zip(sources, references, recover, strict=True)]
+
+    with atomic_dir(Path(out_dir)) as tmp:
+        for k, seed in enumerate(seeds):
+            _write_jsonl(tmp / f"seed{seed}.jsonl", lines([row[k] for row in texts["candidates"]]))
+        if "best" in texts:
+            _write_jsonl(tmp / "best.jsonl", lines(texts["best"]))
+        if texts["trace"]:
+            _write_jsonl(tmp / "steps.jsonl", [
+                {"seed": seed, "index": i, "fraction": f, "recover": rows[i][k]}
+                for k, seed in enumerate(seeds) for i in range(len(sources))
+                for f, rows in sorted(texts["trace"].items())])
+        write_json(tmp / "generation.json", generation)

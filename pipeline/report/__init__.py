@@ -1,0 +1,1 @@
+"""The report stage: results/tables.md (tables.py) and results/figures/*.png (plots.py)."""

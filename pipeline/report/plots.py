@@ -1,0 +1,123 @@
+"""results/figures/*.png: the paper's figures, redrawn from the metrics JSONs.
+
+- bleu_vs_candidates.png: BLEU of the MBR output against candidate-set size (one panel per task);
+- quality_diversity.png: BLEU against div-4 per system (one panel per task);
+- stepwise.png: BLEU and div-4 of the intermediate outputs against % of generation steps;
+- inference_time.png: wall time of the test-set generation per system.
+A figure without data is still written and says so in the image, so the set of files is fixed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never a display
+
+import matplotlib.pyplot as plt  # noqa: E402
+
+from pipeline.io import atomic_dir  # noqa: E402
+
+Metrics = dict[str, list[dict[str, Any]]]   # task -> metrics JSONs of its systems
+
+
+def _label(m: dict[str, Any]) -> str:
+    return m.get("label") or m["system"]
+
+
+def _panels(num: int, title: str) -> tuple[plt.Figure, list[plt.Axes]]:
+    fig, axes = plt.subplots(1, max(num, 1), figsize=(5 * max(num, 1), 4), squeeze=False)
+    fig.suptitle(title)
+    return fig, list(axes[0])
+
+
+def _no_data(ax: plt.Axes, what: str) -> None:
+    ax.text(0.5, 0.5, f"no data:\n{what}", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def bleu_vs_candidates(by_task: Metrics) -> plt.Figure:
+    """MBR BLEU against the candidate-set size |S|, a line per system."""
+    fig, axes = _panels(len(by_task), "BLEU of the MBR output vs candidate-set size")
+    for ax, (task, rows) in zip(axes, by_task.items()):
+        curves = [(m, sorted((int(n), q["bleu"]) for n, q in m.get("mbr", {}).items())) for m in rows]
+        curves = [(m, c) for m, c in curves if c]
+        if not curves:
+            _no_data(ax, "no MBR results")
+        for m, curve in curves:
+            ax.plot(*zip(*curve), marker="o", label=_label(m))
+        ax.set(title=task, xlabel="candidates |S| (seeds)", ylabel="sentence BLEU")
+        if curves:
+            ax.legend(fontsize="small")
+    return fig
+
+
+def quality_diversity(by_task: Metrics) -> plt.Figure:
+    """Table BLEU against div-4 over k seeds, a point per system."""
+    fig, axes = _panels(len(by_task), "Quality vs diversity")
+    for ax, (task, rows) in zip(axes, by_task.items()):
+        points = [(m, m["table"].get("div4"), m["table"].get("bleu")) for m in rows]
+        points = [p for p in points if p[1] is not None and p[2] is not None]
+        if not points:
+            _no_data(ax, "no table values")
+        for m, div4, bleu in points:
+            ax.scatter(div4, bleu, label=_label(m))
+            ax.annotate(_label(m), (div4, bleu), fontsize="x-small", xytext=(3, 3),
+                        textcoords="offset points")
+        ax.set(title=task, xlabel="div-4 ↑ (over k seeds)", ylabel="BLEU ↑")
+    return fig
+
+
+def stepwise(by_task: Metrics) -> plt.Figure:
+    """BLEU and div-4 of the decoded intermediate outputs along the generation."""
+    fig, axes = _panels(2, "Step-wise quality and diversity of the intermediate outputs")
+    curves = [(f"{task}: {_label(m)}", m["stepwise"]) for task, rows in by_task.items()
+              for m in rows if m.get("stepwise")]
+    for ax, key, name in zip(axes, ("bleu", "div4"), ("BLEU", "div-4")):
+        if not curves:
+            _no_data(ax, "no system recorded steps (steps.jsonl)")
+        for label, curve in curves:
+            ax.plot([100 * p["fraction"] for p in curve], [p[key] for p in curve], marker=".",
+                    label=label)
+        ax.set(xlabel="% of generation steps", ylabel=name, title=name)
+        if curves:
+            ax.legend(fontsize="small")
+    return fig
+
+
+def inference_time(by_task: Metrics) -> plt.Figure:
+    """Wall time of generating the test set, a bar per (task, system)."""
+    bars = [(f"{task}: {_label(m)}", m["generation_seconds"]) for task, rows in by_task.items()
+            for m in rows if m.get("generation_seconds") is not None]
+    fig, axes = _panels(1, "Inference time (generation of the test set, all seeds)")
+    ax = axes[0]
+    if not bars:
+        _no_data(ax, "no generation timings (generation.json)")
+    else:
+        ax.barh([b[0] for b in bars], [b[1] for b in bars])
+        ax.invert_yaxis()
+        ax.set(xlabel="seconds")
+    return fig
+
+
+FIGURES: dict[str, Callable[[Metrics], plt.Figure]] = {
+    "bleu_vs_candidates.png": bleu_vs_candidates,
+    "quality_diversity.png": quality_diversity,
+    "stepwise.png": stepwise,
+    "inference_time.png": inference_time,
+}
+
+
+def write_figures(by_task: Metrics, figures_dir: Path) -> list[Path]:
+    """Draw every figure into a fresh folder that replaces `figures_dir` on success."""
+    with atomic_dir(figures_dir) as tmp:
+        for name, draw in FIGURES.items():
+            fig = draw(by_task)
+            fig.tight_layout()
+            fig.savefig(tmp / name, dpi=120)
+            plt.close(fig)
+    return [figures_dir / name for name in FIGURES]

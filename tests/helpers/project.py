@@ -1,0 +1,46 @@
+"""A fresh copy of the project's workflow in a temp folder, and the engines run inside it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+WORKFLOW_FILES = ("Snakefile", "workflow", "params", "pipeline")
+
+
+def engine_env(**extra: str) -> dict[str, str]:
+    """The environment the engines' jobs see: the project's venv first on PATH, nothing online."""
+    return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1",
+            "HF_HUB_OFFLINE": "1", "MLFLOW_DISABLE_TELEMETRY": "true", **extra}
+
+
+def project_copy(dest: Path, params: str) -> Path:
+    """Copy the workflow files to `dest`, init git and DVC, generate dvc.yaml for `params`."""
+    dest.mkdir(parents=True)
+    for name in WORKFLOW_FILES:
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(src, dest / name)
+    env = engine_env()
+    subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
+    subprocess.run([BIN / "dvc", "init", "-q"], cwd=dest, check=True, env=env)
+    subprocess.run([sys.executable, "-m", "pipeline", "dvc-yaml", "--params", params],
+                   cwd=dest, check=True, capture_output=True, env=env)
+    return dest
+
+
+def snakemake(work: Path, params: str, *args: str, timeout: int = 1800) -> subprocess.CompletedProcess:
+    return subprocess.run([BIN / "snakemake", "--cores", "2", "--config", f"params={params}", *args],
+                          cwd=work, capture_output=True, text=True, env=engine_env(), timeout=timeout)
+
+
+def dvc(work: Path, *args: str, timeout: int = 1800) -> subprocess.CompletedProcess:
+    return subprocess.run([BIN / "dvc", *args], cwd=work, capture_output=True, text=True,
+                          env=engine_env(), timeout=timeout)

@@ -1,0 +1,129 @@
+"""The sample stage: contract files, batch-independent candidates, the two model-free rows."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from pipeline.checkpoint import load_model, save_model
+from pipeline.config import (ComputeConfig, Config, SamplingConfig, SourceConfig, SystemConfig,
+                             TaskConfig, TokenizerConfig, TrainConfig)
+from pipeline.data.dataset import load_split, load_task_info, load_tokenizer
+from pipeline.data.prepare import prepare_task
+from pipeline.generate import generate_candidates, sample_system
+from pipeline.text import normalize
+from tests.helpers import tiny_model
+
+torch.set_num_threads(1)
+WORDS = "how do i learn to cook bake swim fast well can you what is the best way".split()
+SEEDS = [0, 1, 2]
+
+
+def _write_split(folder: Path, name: str, n: int, offset: int) -> None:
+    lines = []
+    for i in range(n):
+        src = " ".join(WORDS[(i * 3 + offset + k) % len(WORDS)] for k in range(3 + i % 3))
+        lines.append(json.dumps({"src": src, "trg": " ".join(reversed(src.split()))}))
+    (folder / f"{name}.jsonl").write_text("\n".join(lines) + "\n")
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    """A prepared toy task, a (randomly initialised) tiny model folder and a Config naming both."""
+    root = tmp_path_factory.mktemp("sample")
+    raw = root / "raw"
+    raw.mkdir()
+    for name, n, offset in (("train", 16, 0), ("valid", 4, 1), ("test", 6, 2)):
+        _write_split(raw, name, n, offset)
+    task = TaskConfig(source=SourceConfig(kind="local", uri=str(raw)), seq_len=24,
+                      tokenizer=TokenizerConfig(kind="wordpiece", vocab_size=60),
+                      systems=["tiny", "copy", "random"])
+    prepare_task("toy", task, raw, root / "data")
+    torch.manual_seed(0)
+    model = tiny_model.build(tiny_model.ModelConfig(), load_task_info(root / "data"))
+    save_model(model, root / "model")
+    train = TrainConfig(steps=1, batch_size=2, micro_batch=2)
+    cfg = Config(scale="test", tasks={"toy": task}, sampling=SamplingConfig(SEEDS, 4, 5),
+                 compute=ComputeConfig(device="cpu", threads=1), systems={
+                     "tiny": SystemConfig("tiny", train=train,
+                                          decode={"max_len": 5, "trace_fractions": [0.5, 1.0]}),
+                     "copy": SystemConfig("copy_source"), "random": SystemConfig("random_target")})
+    return root, cfg
+
+
+@pytest.fixture(autouse=True)
+def tiny_family(monkeypatch):
+    tiny_model.register(monkeypatch)
+
+
+def _lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_sample_stage_writes_the_contract_files(workspace):
+    root, cfg = workspace
+    out = root / "samples_tiny"
+    sample_system(cfg, "toy", "tiny", root / "model", root / "data", out)
+    assert sorted(p.name for p in out.iterdir()) == [
+        "best.jsonl", "generation.json", "seed0.jsonl", "seed1.jsonl", "seed2.jsonl", "steps.jsonl"]
+    tokenizer = load_tokenizer(root / "data")
+    test = [json.loads(line) for line in (root / "raw" / "test.jsonl").read_text().splitlines()]
+    seeds = {s: _lines(out / f"seed{s}.jsonl") for s in SEEDS}
+    for s, rows in seeds.items():
+        assert len(rows) == 5 and all(set(r) == {"source", "reference", "recover"} for r in rows)
+        assert [r["reference"] for r in rows] == [normalize(tokenizer, t["trg"]) for t in test[:5]]
+    assert len({tuple(r["recover"] for r in rows) for rows in seeds.values()}) == 3
+    generation = json.loads((out / "generation.json").read_text())
+    assert generation["family"] == "tiny" and generation["seeds"] == SEEDS
+    assert generation["num_sources"] == 5 and generation["decode"]["max_len"] == 5
+    assert generation["pretrained"] is False and generation["sequences_per_s"] > 0
+    steps = _lines(out / "steps.jsonl")
+    assert len(steps) == 3 * 5 * 2 and {s["fraction"] for s in steps} == {0.5, 1.0}
+    final = {(s["seed"], s["index"]): s["recover"] for s in steps if s["fraction"] == 1.0}
+    assert all(final[(s, i)] == seeds[s][i]["recover"] for s in SEEDS for i in range(5))
+    assert len(_lines(out / "best.jsonl")) == 5
+
+
+def test_sampling_twice_gives_identical_files(workspace):
+    root, cfg = workspace
+    sample_system(cfg, "toy", "tiny", root / "model", root / "data", root / "again1")
+    sample_system(cfg, "toy", "tiny", root / "model", root / "data", root / "again2")
+    for seed in SEEDS:
+        assert ((root / "again1" / f"seed{seed}.jsonl").read_bytes()
+                == (root / "again2" / f"seed{seed}.jsonl").read_bytes())
+
+
+def test_candidates_do_not_depend_on_batching(workspace):
+    root, _ = workspace
+    model = load_model(root / "model")
+    pairs = load_split(root / "data", "test")[:6]
+    decode = tiny_model.DecodeConfig(max_len=6)
+    together = generate_candidates(model, pairs, SEEDS, decode, batch_size=6, progress=False)
+    alone = generate_candidates(model, pairs, SEEDS, decode, batch_size=1, progress=False)
+    assert together.ids == alone.ids
+    assert len({tuple(map(tuple, row)) for row in together.ids}) > 1
+
+
+def test_copy_source_row_copies_the_source(workspace):
+    root, cfg = workspace
+    out = root / "samples_copy"
+    sample_system(cfg, "toy", "copy", None, root / "data", out)
+    for seed in SEEDS:
+        assert all(r["recover"] == r["source"] != "" for r in _lines(out / f"seed{seed}.jsonl"))
+    assert json.loads((out / "generation.json").read_text())["checkpoint"] is None
+
+
+def test_random_target_row_draws_training_targets_reproducibly(workspace):
+    root, cfg = workspace
+    tokenizer = load_tokenizer(root / "data")
+    train = [json.loads(line)["trg"] for line in (root / "raw" / "train.jsonl").read_text().splitlines()]
+    targets = {normalize(tokenizer, t) for t in train}
+    sample_system(cfg, "toy", "random", None, root / "data", root / "rand1")
+    sample_system(cfg, "toy", "random", None, root / "data", root / "rand2")
+    drawn = {s: [r["recover"] for r in _lines(root / "rand1" / f"seed{s}.jsonl")] for s in SEEDS}
+    assert all(text in targets for texts in drawn.values() for text in texts)
+    assert drawn[0] != drawn[1]
+    assert drawn[0] == [r["recover"] for r in _lines(root / "rand2" / "seed0.jsonl")]

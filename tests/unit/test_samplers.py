@@ -1,0 +1,97 @@
+"""Reverse samplers: the shared contract, DDIM vs DDPM, and the release's gap schedule."""
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline.diffusion.process import Diffusion
+from pipeline.diffusion.samplers import (SAMPLERS, DDPMSampler, ReleaseDDIMGapSampler,
+                                         RespacedDDIMSampler, build_sampler)
+from pipeline.diffusion.schedules import get_betas
+
+T = 20
+BETAS = get_betas("sqrt", T)
+
+
+def _tensors(seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(3, 5, 4, generator=gen), torch.randn(3, 5, 4, generator=gen)
+
+
+def _run(sampler, pred_z0, z, seed, skip_last=False):
+    """Walk the visited steps with a fixed x̂_0; returns the last sample."""
+    gens = [torch.Generator().manual_seed(seed + row) for row in range(len(z))]
+    for t in sampler.timesteps[:-1] if skip_last else sampler.timesteps:
+        out = sampler.step(pred_z0, t, z, generator=gens)
+        assert out.prev_sample.shape == z.shape and out.pred_z0 is pred_z0
+        z = out.prev_sample
+    return z
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLERS))
+def test_contract(name):
+    kwargs = {"eta": 1.0} if name == "ddim" else {}
+    sampler = SAMPLERS[name](BETAS, **kwargs)
+    pred_z0, z = _tensors()
+    with pytest.raises(RuntimeError, match="set_timesteps"):
+        sampler.step(pred_z0, T - 1, z)
+    sampler.set_timesteps(T if name == "ddpm" else 5)
+    assert sampler.timesteps == sorted(sampler.timesteps, reverse=True)
+    # the last step lands on x̂_0 for DDPM/DDIM, so compare the samples just before it
+    first, again, other = (_run(sampler, pred_z0, z, s, skip_last=True) for s in (0, 0, 100))
+    assert torch.equal(first, again)
+    if name != "ddim_gap":  # the gap sampler is deterministic (eta = 0)
+        assert not torch.equal(first, other)
+    with pytest.raises(ValueError, match="not among"):
+        sampler.step(pred_z0, T + 5, z)
+
+
+def test_ddim_eta_one_with_all_steps_is_ddpm_with_posterior_variance():
+    pred_z0, z = _tensors(1)
+    ddim, ddpm = RespacedDDIMSampler(BETAS, eta=1.0), DDPMSampler(BETAS, variance="posterior")
+    ddim.set_timesteps(T)
+    ddpm.set_timesteps(T)
+    assert ddim.timesteps == ddpm.timesteps == list(range(T - 1, -1, -1))
+    for t in (T - 1, 7, 1, 0):
+        a = ddim.step(pred_z0, t, z, generator=torch.Generator().manual_seed(t)).prev_sample
+        b = ddpm.step(pred_z0, t, z, generator=torch.Generator().manual_seed(t)).prev_sample
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_ddim_eta_zero_all_steps_equals_gap_one_and_ends_at_x0():
+    pred_z0, z = _tensors(2)
+    ddim, gap = RespacedDDIMSampler(BETAS), ReleaseDDIMGapSampler(BETAS)
+    ddim.set_timesteps(T)
+    gap.set_timesteps(T)
+    torch.testing.assert_close(_run(ddim, pred_z0, z, 0), _run(gap, pred_z0, z, 0))
+    ddim.set_timesteps(4)
+    assert ddim.timesteps[-1] == 0
+    torch.testing.assert_close(_run(ddim, pred_z0, z, 0), pred_z0)  # lands exactly on x̂_0
+
+
+def test_gap_sampler_visits_the_release_timesteps():
+    sampler = ReleaseDDIMGapSampler(get_betas("sqrt", 2000))
+    sampler.set_timesteps(100)
+    assert sampler.timesteps == list(range(1999, -1, -20))
+    assert len(sampler.timesteps) == 100 and sampler.timesteps[-1] == 19  # never reaches 0
+    # each update goes towards alpha_bar_{t-1}, not alpha_bar_{t-20}
+    pred_z0, z = _tensors(3)
+    abar = Diffusion(get_betas("sqrt", 2000)).alphas_cumprod
+    eps = (z - np.sqrt(abar[1999]) * pred_z0) / np.sqrt(1 - abar[1999])
+    expected = np.sqrt(abar[1998]) * pred_z0 + np.sqrt(1 - abar[1998]) * eps
+    torch.testing.assert_close(sampler.step(pred_z0, 1999, z).prev_sample, expected.float(),
+                               rtol=1e-4, atol=1e-4)
+
+
+def test_ddpm_fixed_large_variance_and_release_switch():
+    ddpm = build_sampler("ddim_gap", BETAS, T)  # (release) steps == T means DDPM
+    assert isinstance(ddpm, DDPMSampler)
+    pred_z0, z = _tensors(4)
+    noise = torch.randn(z.shape, generator=torch.Generator().manual_seed(9))
+    out = ddpm.step(pred_z0, 5, z, generator=torch.Generator().manual_seed(9)).prev_sample
+    d = Diffusion(BETAS)
+    mean = d.posterior_mean_coef1[5] * pred_z0 + d.posterior_mean_coef2[5] * z
+    torch.testing.assert_close(out, (mean + np.sqrt(BETAS[5]) * noise).float())
+    torch.testing.assert_close(ddpm.step(pred_z0, 0, z).prev_sample, pred_z0)  # no noise at 0
+    with pytest.raises(ValueError, match="ddim"):
+        build_sampler("ddpm", BETAS, 5)

@@ -1,0 +1,137 @@
+"""The shared trainer: exact resume after a kill, batch semantics, schedule, EMA, logging, NaN stop."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import safetensors.torch
+import torch
+
+from pipeline import checkpoint
+from pipeline.config import TrainConfig
+from pipeline.train import DataOrder, accumulation_steps, fit, lr_factor
+from tests.helpers.tiny_model import TOY_TASK, ModelConfig, build
+from tests.helpers.tiny_model import toy_pairs as make_pairs
+
+torch.set_num_threads(1)
+
+
+def tiny(**kw):
+    torch.manual_seed(0)
+    return build(ModelConfig(**kw), TOY_TASK)
+
+
+def train_cfg(**kw) -> TrainConfig:
+    base = dict(steps=8, batch_size=4, micro_batch=2, lr=1e-2, warmup_steps=2, grad_clip=1.0,
+                ema_rate=0.9, checkpoint_every=3, eval_every=4, eval_batches=2, seed=5)
+    return TrainConfig(**{**base, **kw})
+
+
+class Killed(Exception):
+    pass
+
+
+def params(model) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def test_resume_after_kill_gives_identical_parameters(tmp_path):
+    train, valid, cfg = make_pairs(10), make_pairs(4, seed=1), train_cfg()
+    whole = fit(tiny(), train, valid, cfg, tmp_path / "a", progress=False)
+
+    def kill_at_7(step, **_):
+        if step == 7:
+            raise Killed
+    with pytest.raises(Killed):
+        fit(tiny(), train, valid, cfg, tmp_path / "b", log=kill_at_7, progress=False)
+    assert checkpoint.latest_state(tmp_path / "b").name == "step-00000006"
+    resumed = fit(tiny(), train, valid, cfg, tmp_path / "b", progress=False)
+    for name, value in params(whole).items():
+        assert torch.equal(value, params(resumed)[name]), name
+    # The states hold the raw weights; the returned model carries the EMA ones.
+    raw = safetensors.torch.load_file(tmp_path / "b" / "step-00000008" / "model.safetensors")
+    assert not torch.equal(raw["head.weight"], resumed.head.weight)
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["step-00000006", "step-00000008"]
+
+
+def test_accumulation_equals_one_big_batch(tmp_path):
+    train = make_pairs(12)
+    accumulated = fit(tiny(), train, None, train_cfg(micro_batch=1, ema_rate=None), tmp_path / "a",
+                      progress=False)
+    whole = fit(tiny(), train, None, train_cfg(micro_batch=4, ema_rate=None), tmp_path / "b",
+                progress=False)
+    for name, value in params(whole).items():
+        torch.testing.assert_close(params(accumulated)[name], value, rtol=1e-5, atol=1e-6)
+
+
+def test_training_lowers_the_loss_and_logs_every_term(tmp_path):
+    logged: list[dict] = []
+    cfg = train_cfg(steps=40, batch_size=8, micro_batch=4, lr=3e-2, warmup_steps=0, eval_every=20,
+                    checkpoint_every=100, ema_rate=None)
+    fit(tiny(hidden=16, num_timesteps=4), make_pairs(32), make_pairs(8, 1), cfg, tmp_path,
+        log=lambda **m: logged.append(m), progress=False)
+    train_logs = [m for m in logged if "loss" in m]
+    assert {"lr", "grad_norm", "tokens_per_s", "first_token"} <= set(train_logs[0])
+    assert {f"loss_q{q}" for q in range(4)} <= set().union(*train_logs)
+    assert np.mean([m["loss"] for m in train_logs[-5:]]) < 0.7 * train_logs[0]["loss"]
+    assert [m["step"] for m in logged if "valid_loss" in m] == [20, 40]
+    assert train_logs[-1]["lr"] == pytest.approx(3e-2 / 40)
+
+
+def test_validation_is_deterministic_and_leaves_training_unchanged(tmp_path):
+    logs_a: list[dict] = []
+    logs_b: list[dict] = []
+    fit(tiny(), make_pairs(10), make_pairs(4, 1), train_cfg(eval_every=1), tmp_path / "a",
+        log=lambda **m: logs_a.append(m), progress=False)
+    fit(tiny(), make_pairs(10), None, train_cfg(), tmp_path / "b",
+        log=lambda **m: logs_b.append(m), progress=False)
+    assert [m["loss"] for m in logs_a if "loss" in m] == [m["loss"] for m in logs_b]
+    assert len([m for m in logs_a if "valid_loss" in m]) == 8
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_state(tmp_path):
+    model = tiny()
+
+    def poison(step, **_):
+        if step == 3:
+            with torch.no_grad():
+                model.embed.weight.fill_(float("nan"))
+    with pytest.raises(FloatingPointError, match="step 4"):
+        fit(model, make_pairs(10), None, train_cfg(checkpoint_every=2), tmp_path, log=poison,
+            progress=False)
+    last = checkpoint.latest_state(tmp_path)
+    assert last.name == "step-00000002"
+    weights = safetensors.torch.load_file(last / "model.safetensors")
+    assert all(torch.isfinite(w).all() for w in weights.values())
+
+
+def test_bf16_autocast_trains(tmp_path):
+    logged: list[dict] = []
+    fit(tiny(), make_pairs(10), None, train_cfg(precision="bf16", steps=3), tmp_path,
+        log=lambda **m: logged.append(m), progress=False)
+    assert all(np.isfinite(m["loss"]) for m in logged)
+
+
+def test_batch_size_must_split_into_micro_batches():
+    with pytest.raises(ValueError, match="batch_size=6.*micro_batch=4 x processes=1"):
+        accumulation_steps(train_cfg(batch_size=6, micro_batch=4), 1)
+    assert accumulation_steps(train_cfg(batch_size=8, micro_batch=2), 2) == 2
+
+
+def test_lr_schedule_warms_up_then_decays_to_zero():
+    cfg = train_cfg(steps=10, warmup_steps=2)
+    assert [lr_factor(s, cfg) for s in range(4)] == [0.5, 1.0, 1.0, 0.875]
+    assert lr_factor(9, cfg) == pytest.approx(0.125)
+    assert lr_factor(9, dataclasses.replace(cfg, lr_schedule="constant")) == 1.0
+
+
+def test_data_order_reshuffles_each_epoch_deterministically():
+    order = DataOrder(5, seed=3)
+    stream = order.take(0, 15)
+    epochs = stream.reshape(3, 5)
+    assert all(sorted(e) == list(range(5)) for e in epochs)
+    assert not np.array_equal(epochs[0], epochs[1])
+    assert np.array_equal(DataOrder(5, seed=3).take(7, 6), stream[7:13])
+    assert not np.array_equal(DataOrder(5, seed=4).take(0, 15), stream)
