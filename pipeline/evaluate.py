@@ -31,8 +31,8 @@ log = logging.getLogger(__name__)
 
 SAMPLE_KEYS = ("source", "reference", "recover")
 STEP_KEYS = ("seed", "index", "fraction", "recover")
-# Keys of generation.json that may hold the wall time of the generation (first present wins).
-TIME_KEYS = ("total_s", "total_seconds", "seconds", "wall_s")
+# Settings that name a decoding method in a family's DecodeConfig (generation.json "decode").
+METHOD_KEYS = ("method", "sampler", "sampling", "steps", "max_iterations")
 
 
 @dataclass
@@ -168,20 +168,25 @@ def generation_info(samples_dir: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def generation_seconds(info: dict[str, Any]) -> float | None:
-    """Wall time of the generation from generation.json's `timings` (or `timing`) block."""
-    timings = info.get("timings", info.get("timing", {}))
-    if isinstance(timings, (int, float)):
-        return float(timings)
-    return next((float(timings[k]) for k in TIME_KEYS if k in timings), None)
+def describe_decode(decode: dict[str, Any]) -> str:
+    """A short name of a decode config, e.g. "sampler=ddpm, steps=2000" or
+    "candidates: method=sample; quality: method=beam" (nested searches of AR families)."""
+    parts = []
+    for key, value in decode.items():
+        if isinstance(value, dict):
+            inner = describe_decode(value)
+            if inner:
+                parts.append(f"{key}: {inner}")
+        elif key in METHOD_KEYS:
+            parts.append(f"{key}={value}")
+    return ("; " if any(isinstance(v, dict) for v in decode.values()) else ", ").join(parts)
 
 
 def decode_method(info: dict[str, Any]) -> str | None:
-    """The decode method named in generation.json (`decode_method`, or `decode.method`)."""
-    decode = info.get("decode")
-    if isinstance(decode, dict):
-        return decode.get("method", info.get("decode_method"))
-    return info.get("decode_method", decode)
+    """The decoding of generation.json in words; the family for model-free rows."""
+    if not info:
+        return None
+    return describe_decode(info.get("decode") or {}) or f"{info.get('family', 'n/a')} (no model)"
 
 
 def provenance(cfg: Config, task: str, system: str, samples_dir: Path, data_dir: Path) -> dict[str, Any]:
@@ -226,7 +231,7 @@ def evaluate_system(cfg: Config, task: str, system: str, samples_dir: Path, data
     result, timings = _metrics(cfg, task, system, samples, samples_dir)
     info = generation_info(samples_dir)
     result.update(generation=info, decode_method=decode_method(info),
-                  generation_seconds=generation_seconds(info), pretrained=info.get("pretrained"))
+                  generation_seconds=info.get("wall_s"), pretrained=info.get("pretrained"))
     result["provenance"] = provenance(cfg, task, system, samples_dir, data_dir)
     result["timing"] = {**timings, "total_s": time.perf_counter() - start}
     write_json(Path(out_path), result)

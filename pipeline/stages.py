@@ -45,7 +45,8 @@ COMMON_CODE = ("pipeline/config.py", "pipeline/stages.py", "pipeline/__main__.py
 
 STAGES: dict[str, Stage] = {s.name: s for s in [
     Stage("download", ("task",), deps={}, outs={"raw": RAW},
-          code=("pipeline/data/download.py", "pipeline/data/synthetic.py"), directories=("raw",)),
+          code=("pipeline/data/download.py", "pipeline/data/synthetic.py", "pipeline/data/jsonl.py"),
+          directories=("raw",)),
     Stage("prepare", ("task",), deps={"raw": RAW}, outs={"data": PROCESSED},
           code=("pipeline/data",), directories=("data",)),
     Stage("train", ("task", "system"), deps={"data": PROCESSED}, outs={"model": f"{RUN}/model"},

@@ -55,7 +55,8 @@ def is_archive(name: str) -> bool:
 
 def _fetch_builtin(source: SourceConfig, work: Path) -> Path:
     if source.uri not in GENERATORS:
-        raise DownloadError(f"builtin source '{source.uri}' is unknown (known: {sorted(GENERATORS)})")
+        raise DownloadError(f"builtin source '{source.uri}' is unknown "
+                            f"(known: {sorted(GENERATORS)})")
     GENERATORS[source.uri](work / source.uri, source.generator or GeneratorConfig())
     return work / source.uri
 
@@ -212,7 +213,7 @@ def _check_entry(name: str, is_link: bool, is_regular: bool, label: str) -> None
 
 
 def find_split_folder(folder: Path, label: str) -> Path:
-    """The folder holding the splits: `folder` itself or its one top folder; else name the missing."""
+    """The folder holding the splits: `folder` or its only top folder; else name what is missing."""
     entries = [p for p in folder.iterdir() if not p.name.startswith((".", "__MACOSX"))]
     has_splits = any(split_path(folder, s).is_file() for s in SPLITS)
     if not has_splits and len(entries) == 1 and entries[0].is_dir():

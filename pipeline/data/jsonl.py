@@ -97,7 +97,7 @@ def write_pairs(path: Path, pairs: Iterable[dict[str, str]]) -> None:
 
 
 def splits_sha256(folder: Path) -> str:
-    """Checksum of a task's three split files (names and contents); the same data, the same value."""
+    """Checksum of a task's three split files (names and contents): same data, same value."""
     digest = hashlib.sha256()
     for split in SPLITS:
         digest.update(f"{split}.jsonl:{sha256_file(split_path(folder, split))}\n".encode())

@@ -372,7 +372,8 @@ def _references(rng: random.Random, question: Question, source: str, target: str
     return [target] + rng.sample(others, min(MAX_REFERENCES - 1, len(others)))
 
 
-def _draw_split(seed: int, split: str, size: int, exclude: set[str]) -> list[tuple[str, str, list[str]]]:
+def _draw_split(seed: int, split: str, size: int,
+                exclude: set[str]) -> list[tuple[str, str, list[str]]]:
     """`size` examples (source, target, references); sources in `exclude` are redrawn."""
     rng = random.Random(f"minipara:{seed}:{split}")
     examples = []

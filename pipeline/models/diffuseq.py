@@ -172,6 +172,8 @@ class DiffuSeq(Seq2Seq):
         task: the task's tokenization (vocabulary, seq_len, special ids).
     """
 
+    family = "diffuseq"
+
     def __init__(self, cfg: ModelConfig, task: TaskInfo):
         super().__init__()
         self.cfg, self.task = cfg, task

@@ -31,6 +31,8 @@ PAPER_SYSTEMS: dict[str, Callable[[str], str]] = {
     "gpvae": lambda label: "GPVAE-T5",
     "levt": lambda label: "NAR-LevT",
 }
+# Paper rows that fine-tune a pretrained model: ours is marked when it was trained from scratch.
+PAPER_FINETUNED = ("GPT2-base FT", "GPT2-large FT", "GPVAE-T5")
 
 # (header, metric keys, direction: +1 higher is better, -1 lower is better, 0 no best)
 COLUMNS: list[tuple[str, tuple[str, ...], tuple[int, ...]]] = [
@@ -88,7 +90,13 @@ def _row_label(m: dict[str, Any]) -> str:
     label = m.get("label") or m["system"]
     if m.get("family") in FLOOR_FAMILIES and "floor" not in label.lower():
         label += " (floor)"
-    return label + (" †" if m.get("pretrained") is False else "")
+    return label + (" †" if is_from_scratch(m) else "")
+
+
+def is_from_scratch(m: dict[str, Any]) -> bool:
+    """A system trained from scratch whose paper row fine-tunes a pretrained model."""
+    paper = paper_system(m.get("family", ""), m.get("label") or m["system"])
+    return m.get("pretrained") is False and paper in PAPER_FINETUNED
 
 
 def render_table(rows: list[dict[str, Any]], paper: dict[str, dict[str, float]]) -> list[str]:
@@ -142,7 +150,7 @@ def run_description(cfg: Config, task: str, rows: list[dict[str, Any]]) -> list[
              f"{ev.diversity_k} seeds; BERTScore model `{first.get('bertscore_model')}`; "
              f"NLTK {first.get('nltk_version')}; data sha256 `{(checksum or 'n/a')[:16]}`.",
              "", f"Decoding: {decoding}."]
-    if any(m.get("pretrained") is False for m in rows):
+    if any(is_from_scratch(m) for m in rows):
         lines += ["", "† trained from scratch here; the paper fine-tunes a pretrained model."]
     return lines
 

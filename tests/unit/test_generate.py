@@ -9,49 +9,25 @@ import pytest
 import torch
 
 from pipeline.checkpoint import load_model, save_model
-from pipeline.config import (ComputeConfig, Config, SamplingConfig, SourceConfig, SystemConfig,
-                             TaskConfig, TokenizerConfig, TrainConfig)
 from pipeline.data.dataset import load_split, load_task_info, load_tokenizer
-from pipeline.data.prepare import prepare_task
 from pipeline.generate import generate_candidates, sample_system
 from pipeline.text import normalize
 from tests.helpers import tiny_model
+from tests.helpers.toy_task import prepare_toy_task, toy_config
 
 torch.set_num_threads(1)
-WORDS = "how do i learn to cook bake swim fast well can you what is the best way".split()
 SEEDS = [0, 1, 2]
-
-
-def _write_split(folder: Path, name: str, n: int, offset: int) -> None:
-    lines = []
-    for i in range(n):
-        src = " ".join(WORDS[(i * 3 + offset + k) % len(WORDS)] for k in range(3 + i % 3))
-        lines.append(json.dumps({"src": src, "trg": " ".join(reversed(src.split()))}))
-    (folder / f"{name}.jsonl").write_text("\n".join(lines) + "\n")
 
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
     """A prepared toy task, a (randomly initialised) tiny model folder and a Config naming both."""
     root = tmp_path_factory.mktemp("sample")
-    raw = root / "raw"
-    raw.mkdir()
-    for name, n, offset in (("train", 16, 0), ("valid", 4, 1), ("test", 6, 2)):
-        _write_split(raw, name, n, offset)
-    task = TaskConfig(source=SourceConfig(kind="local", uri=str(raw)), seq_len=24,
-                      tokenizer=TokenizerConfig(kind="wordpiece", vocab_size=60),
-                      systems=["tiny", "copy", "random"])
-    prepare_task("toy", task, raw, root / "data")
+    task = prepare_toy_task(root)
     torch.manual_seed(0)
     model = tiny_model.build(tiny_model.ModelConfig(), load_task_info(root / "data"))
     save_model(model, root / "model")
-    train = TrainConfig(steps=1, batch_size=2, micro_batch=2)
-    cfg = Config(scale="test", tasks={"toy": task}, sampling=SamplingConfig(SEEDS, 4, 5),
-                 compute=ComputeConfig(device="cpu", threads=1), systems={
-                     "tiny": SystemConfig("tiny", train=train,
-                                          decode={"max_len": 5, "trace_fractions": [0.5, 1.0]}),
-                     "copy": SystemConfig("copy_source"), "random": SystemConfig("random_target")})
-    return root, cfg
+    return root, toy_config(task, SEEDS)
 
 
 @pytest.fixture(autouse=True)

@@ -65,7 +65,8 @@ def test_skip_mode_counts_and_lists_bad_lines(tmp_path):
     raw = _raw_with_line(tmp_path, '{"trg": "x"}', split="test", at=3)
     stats = prepare_task("tiny", _task(on_bad_line="skip"), raw, tmp_path / "processed")
     assert stats["splits"]["test"]["count"] == 4 and stats["splits"]["test"]["skipped"] == 1
-    assert stats["skipped"] == {"count": 1, "lines": [f"{raw / 'test.jsonl'}:3: field 'src' is missing"]}
+    expected = f"{raw / 'test.jsonl'}:3: field 'src' is missing"
+    assert stats["skipped"] == {"count": 1, "lines": [expected]}
     assert len(load_split(tmp_path / "processed", "test")) == 4
 
 
@@ -76,7 +77,8 @@ def test_skip_mode_renumbers_multirefs(tmp_path):
     lines[1] = '{"src": 3}'
     (raw / "test.jsonl").write_text("\n".join(lines) + "\n")
     prepare_task("mp", _task(on_bad_line="skip"), raw, tmp_path / "processed")
-    original = [json.loads(x)["references"] for x in (raw / "test_multiref.jsonl").read_text().splitlines()]
+    lines = (raw / "test_multiref.jsonl").read_text().splitlines()
+    original = [json.loads(line)["references"] for line in lines]
     assert read_multirefs(tmp_path / "processed") == original[:1] + original[2:]
 
 
@@ -141,7 +143,8 @@ def test_stats_and_task_info(minipara):
 def test_prepare_is_deterministic(minipara, tmp_path):
     root, _ = minipara
     prepare_task("minipara", _task(seq_len=24), root / "raw", tmp_path / "again")
-    for name in ("tokenizer/tokenizer.json", "train.src.ids.npy", "train.trg.offsets.npy", "stats.json"):
+    for name in ("tokenizer/tokenizer.json", "train.src.ids.npy", "train.trg.offsets.npy",
+                 "stats.json"):
         assert (tmp_path / "again" / name).read_bytes() == (root / "processed" / name).read_bytes()
 
 
@@ -152,7 +155,8 @@ def test_pretrained_tokenizer_from_a_local_folder(minipara, tmp_path):
     task = _task(kind="pretrained", name=str(get_model_path()))
     prepare_task("minipara", task, root / "raw", tmp_path / "processed")
     info = load_task_info(tmp_path / "processed")
-    assert (info.vocab_size, info.pad_id, info.cls_id, info.sep_id, info.unk_id) == (30522, 0, 101, 102, 100)
+    ids = (info.vocab_size, info.pad_id, info.cls_id, info.sep_id, info.unk_id)
+    assert ids == (30522, 0, 101, 102, 100)
     tokenizer = load_tokenizer(tmp_path / "processed")
     pairs = [json.loads(line) for line in (root / "raw/test.jsonl").read_text().splitlines()]
     for (src_ids, _), pair in zip(load_split(tmp_path / "processed", "test"), pairs):
@@ -164,5 +168,6 @@ def test_pretrained_without_name_or_unknown_folder(tmp_path):
     with pytest.raises(DataError, match="needs tokenizer.name"):
         prepare_task("tiny", _task(kind="pretrained"), TINY, tmp_path / "a")
     with pytest.raises(DataError, match="cannot load tokenizer"):
-        prepare_task("tiny", _task(kind="pretrained", name=str(tmp_path / "absent")), TINY, tmp_path / "b")
+        prepare_task("tiny", _task(kind="pretrained", name=str(tmp_path / "absent")), TINY,
+                     tmp_path / "b")
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

@@ -25,10 +25,12 @@ def task_dir(tmp_path_factory):
 
 def test_same_seed_gives_identical_files_and_other_seed_differs(task_dir, tmp_path):
     generate_task(tmp_path / "again", SMALL)
-    generate_task(tmp_path / "other", GeneratorConfig(seed=4, num_train=400, num_valid=30, num_test=40))
+    generate_task(tmp_path / "other", GeneratorConfig(seed=4, num_train=400, num_valid=30,
+                                                      num_test=40))
     for name in FILES:
         assert (tmp_path / "again" / name).read_bytes() == (task_dir / name).read_bytes()
-    assert (tmp_path / "other" / "train.jsonl").read_bytes() != (task_dir / "train.jsonl").read_bytes()
+    other = (tmp_path / "other" / "train.jsonl").read_bytes()
+    assert other != (task_dir / "train.jsonl").read_bytes()
 
 
 def test_split_sizes_and_held_out_sources(task_dir):

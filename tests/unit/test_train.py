@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -11,9 +12,12 @@ import torch
 
 from pipeline import checkpoint
 from pipeline.config import TrainConfig
-from pipeline.train import DataOrder, accumulation_steps, fit, lr_factor
+from pipeline.data.dataset import load_task_info
+from pipeline.train import DataOrder, accumulation_steps, fit, lr_factor, train_system
+from tests.helpers import tiny_model
 from tests.helpers.tiny_model import TOY_TASK, ModelConfig, build
 from tests.helpers.tiny_model import toy_pairs as make_pairs
+from tests.helpers.toy_task import prepare_toy_task, toy_config
 
 torch.set_num_threads(1)
 
@@ -135,3 +139,23 @@ def test_data_order_reshuffles_each_epoch_deterministically():
     assert not np.array_equal(epochs[0], epochs[1])
     assert np.array_equal(DataOrder(5, seed=3).take(7, 6), stream[7:13])
     assert not np.array_equal(DataOrder(5, seed=4).take(0, 15), stream)
+
+
+def test_train_stage_writes_a_loadable_model_folder(tmp_path, monkeypatch):
+    tiny_model.register(monkeypatch)
+    task = prepare_toy_task(tmp_path)
+    cfg = toy_config(task, [0], train=train_cfg(steps=4, checkpoint_every=2))
+    logged: list[dict] = []
+    train_system(cfg, "toy", "tiny", tmp_path / "data", tmp_path / "model", tmp_path / "state",
+                 log=lambda **m: logged.append(m))
+    saved = json.loads((tmp_path / "model" / "config.json").read_text())
+    assert saved["family"] == "tiny" and saved["step"] == 4
+    assert saved["provenance"]["training_state"].endswith("step-00000004")
+    model = checkpoint.load_model(tmp_path / "model")
+    assert model.embed.num_embeddings == load_task_info(tmp_path / "data").vocab_size
+    assert logged[-1]["num_parameters"] == checkpoint.num_parameters(model)
+    assert [m["step"] for m in logged if "loss" in m] == [1, 2, 3, 4]
+    # A rerun finds the finished state, trains nothing and writes the same weights.
+    first = (tmp_path / "model" / "model.safetensors").read_bytes()
+    train_system(cfg, "toy", "tiny", tmp_path / "data", tmp_path / "model", tmp_path / "state")
+    assert (tmp_path / "model" / "model.safetensors").read_bytes() == first

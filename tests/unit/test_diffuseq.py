@@ -1,0 +1,112 @@
+"""DiffuSeq model: layout, loss, batched generation reproducibility, anchoring, export, PLM init."""
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline.models.base import TaskInfo
+from pipeline.models.diffuseq import (DecodeConfig, EncoderConfig, ModelConfig, build, from_export,
+                                      layout_example)
+
+torch.set_num_threads(1)
+TASK = TaskInfo(vocab_size=40, seq_len=16, pad_id=0, cls_id=2, sep_id=3, unk_id=1, tokenizer_dir="tok")
+ENCODER = EncoderConfig(num_layers=1, num_heads=2, hidden_size=16, intermediate_size=32, max_position=32)
+CFG = ModelConfig(hidden_dim=8, hidden_t_dim=8, encoder=ENCODER, diffusion_steps=20)
+PAIRS = [(np.array([5, 6, 7]), np.array([8, 9])), (np.arange(10, 20), np.arange(20, 30)),
+         (np.array([11]), np.array([12, 13, 14]))]
+
+
+def _model(cfg=CFG):
+    torch.manual_seed(0)
+    return build(cfg, TASK).eval()
+
+
+def test_layout_and_truncation_follow_the_release():
+    ids, num_source, cut = layout_example(np.array([5, 6, 7]), np.array([8, 9]), TASK)
+    assert ids == [2, 5, 6, 7, 3, 3, 2, 8, 9, 3] and num_source == 6 and not cut
+    # [CLS]+10 vs [CLS]+10 > 16-3: both sides lose a piece per round until 6 + 6 <= 13
+    ids, num_source, cut = layout_example(np.arange(10, 20), np.arange(20, 30), TASK)
+    assert ids == [2, 10, 11, 12, 13, 14, 3, 3, 2, 20, 21, 22, 23, 24, 3] and num_source == 8 and cut
+    ids, _, _ = layout_example(np.arange(10, 22), np.array([30]), TASK)  # only the longer side
+    assert ids == [2, *range(10, 20), 3, 3, 2, 30, 3]
+    batch = _model().collate(PAIRS[:2])
+    assert batch["input_ids"][0].tolist() == [2, 5, 6, 7, 3, 3, 2, 8, 9, 3] + [0] * 6
+    assert batch["input_mask"][0].tolist() == [0] * 6 + [1] * 10
+    assert batch["truncated"].tolist() == [False, True]
+
+
+def test_loss_terms_weights_and_all_parameters_used():
+    model = _model().train()
+    batch = model.collate(PAIRS)
+    terms = model.loss(batch)
+    assert set(terms) >= {"loss", "mse", "tT", "rounding", "nll"}
+    assert all(v.shape == (3,) for v in terms.values())
+    assert int(model.timestep_sampler.loss_counts.sum()) == 3  # updated inside loss()
+    terms["loss"].mean().backward()
+    unused = [n for n, p in model.named_parameters() if p.grad is None]
+    assert not unused  # DDP without find_unused_parameters needs every parameter in the graph
+    assert "timestep_sampler.loss_history" in model.state_dict()
+
+
+@pytest.mark.parametrize(("decode", "num_calls"), [
+    (DecodeConfig(sampler="ddpm", steps=20, clamp_step=5), 20),
+    (DecodeConfig(sampler="ddim", steps=6, eta=0.5), 6),
+    (DecodeConfig(sampler="ddim_gap", steps=4), 4)])
+def test_source_positions_stay_exact_at_every_step(decode, num_calls):
+    model = _model()
+    batch = model.collate(PAIRS)
+    seen = []
+    model.net.register_forward_pre_hook(lambda _, args: seen.append(args[0].clone()))
+    model.generate(batch, [0, 1], [0, 1, 2], decode)
+    source = model.net.get_embeds(batch["input_ids"]).repeat_interleave(2, 0)
+    is_source = (batch["input_mask"] == 0).repeat_interleave(2, 0)
+    assert len(seen) == num_calls  # one network call per visited step
+    for z in seen:
+        assert torch.equal(z[is_source], source[is_source])
+
+
+def test_batched_candidates_equal_single_candidates():
+    model = _model()
+    decode = DecodeConfig(sampler="ddpm", steps=20, record_fractions=[0.5, 1.0])
+    batch = model.collate(PAIRS)
+    together = model.generate(batch, [3, 4], [10, 11, 12], decode)
+    alone = model.generate(model.collate(PAIRS[1:2]), [4], [11], decode)
+    assert together.ids[1][1] == alone.ids[0][0]
+    assert together.trace[0.5][1][1] == alone.trace[0.5][0][0]
+    assert together.ids[1][0] != together.ids[1][1] or together.ids[0][0] != together.ids[0][1]
+    assert set(together.trace) == {0.5, 1.0} and together.trace[1.0] == together.ids
+
+
+def test_target_ids_cut_and_strip():
+    model = _model()
+    ids = torch.tensor([2, 5, 3, 3, 2, 7, 8, 3, 9, 0, 6])
+    mask = torch.tensor([0, 0, 0, 0] + [1] * 7)
+    assert model._target_ids(ids, mask, "first_special") == [7, 8]
+    assert model._target_ids(ids, mask, "strip_specials") == [7, 8, 9, 6]
+
+
+def test_export_round_trip_gives_same_outputs():
+    model = _model()
+    clone = from_export(model.export_config())
+    clone.load_state_dict(model.state_dict())
+    clone.eval()
+    decode = DecodeConfig(sampler="ddim", steps=5)
+    batch = model.collate(PAIRS)
+    assert clone.generate(batch, [1], [0, 1, 2], decode).ids == model.generate(batch, [1], [0, 1, 2], decode).ids
+
+
+def test_plm_init_from_local_bert_folder(tmp_path):
+    from transformers import BertConfig, BertModel
+
+    bert = BertModel(BertConfig(vocab_size=40, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                intermediate_size=32, max_position_embeddings=32))
+    bert.save_pretrained(tmp_path)
+    model = build(ModelConfig(hidden_dim=16, hidden_t_dim=8, encoder=ENCODER, diffusion_steps=20,
+                              use_plm_init=True, plm_name=str(tmp_path)), TASK)
+    torch.testing.assert_close(model.net.input_transformers.layer[0].output.dense.weight,
+                               bert.encoder.layer[0].output.dense.weight)
+    torch.testing.assert_close(model.net.word_embedding.weight, bert.embeddings.word_embeddings.weight)
+    with pytest.raises(ValueError, match="num_layers"):
+        build(ModelConfig(encoder=EncoderConfig(num_layers=2, num_heads=2, hidden_size=16,
+                                                intermediate_size=32, max_position=32),
+                          use_plm_init=True, plm_name=str(tmp_path)), TASK)
