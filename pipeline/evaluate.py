@@ -71,6 +71,8 @@ def load_samples(samples_dir: Path, seeds: list[int]) -> Samples:
     paths = [samples_dir / f"seed{seed}.jsonl" for seed in seeds]
     files = [read_jsonl(path, SAMPLE_KEYS) for path in paths]
     first = files[0]
+    if not first:
+        raise ValueError(f"{paths[0]}: no samples (empty file)")
     for path, rows in zip(paths[1:], files[1:]):
         if len(rows) != len(first):
             raise ValueError(f"{path}: {len(rows)} lines but {paths[0]} has {len(first)}")

@@ -14,12 +14,13 @@ from __future__ import annotations
 import functools
 import math
 import os
+import re
 from collections import Counter
 from collections.abc import Sequence
+from itertools import chain
 
 import numpy as np
 from rapidfuzz.distance import LCSseq
-from rouge_score.tokenize import tokenize as _rouge_tokenize
 
 from pipeline.text import SPECIAL_STRINGS
 
@@ -60,17 +61,19 @@ def bleu_from_counts(hyp_len: int, ref_len: int, matches: tuple[int, ...]) -> fl
     return brevity * math.exp(math.fsum(log_terms))
 
 
-def ngram_counts(words: Sequence[str]) -> list[Counter]:
-    """Counters of the word n-grams of orders 1..4 (index n-1 holds order n)."""
-    return [Counter(zip(*(words[i:] for i in range(n)))) for n in range(1, MAX_ORDER + 1)]
+def ngram_counts(words: Sequence[str]) -> Counter:
+    """One Counter of the word n-grams of orders 1..4, keyed by tuples (the order is the length)."""
+    return Counter(chain(*(zip(*(words[i:] for i in range(n))) for n in range(1, MAX_ORDER + 1))))
 
 
-def _clipped_matches(hyp: list[Counter], ref: list[Counter]) -> tuple[int, ...]:
-    # min(count_hyp, count_ref) is symmetric, so iterate over the smaller side.
-    out = []
-    for h, r in zip(hyp, ref):
-        small, large = (h, r) if len(h) <= len(r) else (r, h)
-        out.append(sum(min(c, large[g]) for g, c in small.items() if g in large))
+def _clipped_matches(hyp: Counter, ref: Counter) -> tuple[int, ...]:
+    """Per order, sum over n-grams of min(count in hyp, count in ref)."""
+    small, large = (hyp, ref) if len(hyp) <= len(ref) else (ref, hyp)    # min() is symmetric
+    out = [0] * MAX_ORDER
+    for gram, count in small.items():
+        other = large.get(gram)
+        if other:
+            out[len(gram) - 1] += count if count < other else other
     return tuple(out)
 
 
@@ -91,6 +94,37 @@ def sentence_bleu(ref: str, hyp: str) -> float:
     return bleu_from_counts(len(hyp_words), len(ref_words), matches)
 
 
+def _ngram_count_matrix(ids: np.ndarray, row: np.ndarray, end_id: int,
+                        base: int) -> tuple[np.ndarray, np.ndarray]:
+    """Counts of every distinct n-gram (orders 1..4) per sentence of a flat id array.
+
+    Args:
+        ids: (N,) word ids of all sentences, each followed by `end_id`.
+        row: (N,) sentence index of each position.
+        end_id: the end marker no n-gram may span.
+        base: number of distinct ids (end marker included).
+
+    Returns:
+        counts (K, U) and bounds (5,): columns bounds[n-1]:bounds[n] are the n-grams of order n.
+    """
+    ends = np.concatenate([[0], np.cumsum(ids == end_id)])
+    codes, rows = [], []
+    for n in range(1, MAX_ORDER + 1):
+        width = max(0, len(ids) - n + 1)
+        valid = ends[n:n + width] == ends[:width]                  # window holds no end marker
+        code = np.full(width, n, dtype=np.int64)   # n * base^n + the ids in base `base`: orders sort apart
+        for t in range(n):
+            code = code * base + ids[t:t + width]
+        codes.append(code[valid])
+        rows.append(row[:width][valid])
+    uniq, inverse = np.unique(np.concatenate(codes), return_inverse=True)
+    num = int(row[-1]) + 1
+    counts = np.bincount(np.concatenate(rows) * len(uniq) + inverse,
+                         minlength=num * len(uniq)).reshape(num, len(uniq))
+    starts = np.array([n * base**n for n in range(2, MAX_ORDER + 1)], dtype=np.int64)
+    return counts, np.concatenate([[0], np.searchsorted(uniq, starts), [len(uniq)]])
+
+
 def _match_tensor(sentences: Sequence[Sequence[str]]) -> np.ndarray:
     """Clipped n-gram matches of every ordered pair of a sentence set.
 
@@ -106,27 +140,12 @@ def _match_tensor(sentences: Sequence[Sequence[str]]) -> np.ndarray:
         return np.zeros((0, 0, MAX_ORDER), dtype=np.int64)
     vocab: dict[str | None, int] = {}
     # One flat id array, each sentence followed by an end marker (None) that no n-gram may span.
-    flat = np.array([vocab.setdefault(x, len(vocab)) for s in sentences for x in (*s, None)])
-    base = len(vocab)
-    if (MAX_ORDER + 1) * base**MAX_ORDER >= 2**63:      # codes would overflow: count pair by pair
+    ids = np.array([vocab.setdefault(x, len(vocab)) for s in sentences for x in (*s, None)])
+    if (MAX_ORDER + 1) * len(vocab)**MAX_ORDER >= 2**63:    # codes would overflow: pair by pair
         counts = [ngram_counts(s) for s in sentences]
         return np.array([[_clipped_matches(a, b) for b in counts] for a in counts], dtype=np.int64)
     row = np.repeat(np.arange(num), [len(s) + 1 for s in sentences])
-    ends = np.concatenate([[0], np.cumsum(flat == vocab[None])])
-    codes, rows = [], []
-    for n in range(1, MAX_ORDER + 1):
-        width = max(0, len(flat) - n + 1)
-        valid = ends[n:n + width] == ends[:width]                  # window holds no end marker
-        code = np.full(width, n, dtype=np.int64)   # n * base^n + the ids in base `base`: orders sort apart
-        for t in range(n):
-            code = code * base + flat[t:t + width]
-        codes.append(code[valid])
-        rows.append(row[:width][valid])
-    uniq, inverse = np.unique(np.concatenate(codes), return_inverse=True)
-    counts = np.bincount(np.concatenate(rows) * len(uniq) + inverse,
-                         minlength=num * len(uniq)).reshape(num, len(uniq))        # (K, U)
-    starts = np.array([n * base**n for n in range(2, MAX_ORDER + 1)], dtype=np.int64)
-    bounds = np.concatenate([[0], np.searchsorted(uniq, starts), [len(uniq)]])
+    counts, bounds = _ngram_count_matrix(ids, row, vocab[None], len(vocab))      # (K, U), (5,)
     matches = np.zeros((num, num, MAX_ORDER))
     # min(a, b) = sum_{t >= 1} [a >= t][b >= t]: each level is a (K, U) @ (U, K) product, exact in
     # float64 for these small integers.
@@ -159,6 +178,14 @@ def pairwise_bleu(sentences: Sequence[str]) -> list[list[float]]:
 # --- ROUGE-L ------------------------------------------------------------------------------------
 
 
+# rouge-score's tokenizer (no stemming): lower-case, every non-alphanumeric run is a separator.
+_NON_ALPHANUMERIC = re.compile(r"[^a-z0-9]+")
+
+
+def _rouge_tokens(text: str) -> list[str]:
+    return _NON_ALPHANUMERIC.sub(" ", text.lower()).split()
+
+
 def rouge_l(ref: str, hyp: str) -> float:
     """F-measure of ROUGE-L, identical to rouge-score's `RougeScorer(["rougeL"]).score(ref, hyp)`.
 
@@ -170,7 +197,7 @@ def rouge_l(ref: str, hyp: str) -> float:
         2PR/(P+R) with P = LCS/|hyp|, R = LCS/|ref| over rouge-score's tokens (lower-cased
         alphanumeric runs, no stemming); 0 when either side has no token.
     """
-    ref_tokens, hyp_tokens = _rouge_tokenize(ref, None), _rouge_tokenize(hyp, None)
+    ref_tokens, hyp_tokens = _rouge_tokens(ref), _rouge_tokens(hyp)
     if not ref_tokens or not hyp_tokens:
         return 0.0
     lcs = LCSseq.similarity(ref_tokens, hyp_tokens)

@@ -109,7 +109,7 @@ class DDPMSampler(Sampler):
 
     def step(self, pred_z0: Tensor, t: int, z_t: Tensor, *, generator: Generators = None) -> StepOutput:
         """z_{t-1} = c1_t x̂_0 + c2_t z_t + std_t eps (no noise at t = 0)."""
-        self.next_timestep(t)
+        self.next_timestep(t)  # validates t (and that set_timesteps was called)
         p = self.process
         mean = float(p.posterior_mean_coef1[t]) * pred_z0 + float(p.posterior_mean_coef2[t]) * z_t
         if t == 0:
@@ -135,7 +135,7 @@ class ReleaseDDIMGapSampler(Sampler):
 
     def step(self, pred_z0: Tensor, t: int, z_t: Tensor, *, generator: Generators = None) -> StepOutput:
         """DDIM (eta = 0) update from t towards t-1 (release's use of alphas_cumprod_prev)."""
-        self.next_timestep(t)
+        self.next_timestep(t)  # validates t (and that set_timesteps was called)
         p = self.process
         alpha_bar, alpha_bar_prev = p.alphas_cumprod[t], p.alphas_cumprod_prev[t]
         # eps recovered from x̂_0 in the release's form: (sqrt(1/a) z_t - x̂_0) / sqrt(1/a - 1).

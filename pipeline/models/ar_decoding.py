@@ -41,7 +41,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from pipeline.models.base import Batch, GenerationOutput, Pair, Seq2Seq, TaskInfo, candidate_generator
+from pipeline.models.base import (Batch, GenerationOutput, Pair, Seq2Seq, TaskInfo,
+                                  candidate_generator)
 
 DETERMINISTIC = ("greedy", "beam")
 
@@ -232,15 +233,17 @@ def beam_search(decoder: IncrementalDecoder, num_sources: int, max_len: int, eos
     shape = (num_sources, num_groups, beam_size)
     logits = decoder.start()                                          # (B, V)
     device = logits.device
-    decoder.select(torch.arange(num_sources, device=device).repeat_interleave(num_groups * beam_size))
-    logp = logits.float().log_softmax(-1).repeat_interleave(num_groups * beam_size, 0)
+    rows_per_source = num_groups * beam_size
+    decoder.select(torch.arange(num_sources, device=device).repeat_interleave(rows_per_source))
+    logp = logits.float().log_softmax(-1).repeat_interleave(rows_per_source, 0)
     logp = logp.view(*shape, -1)                                      # (B, G, K, V)
     # every beam of a group starts from the same prefix, so only one of them is live at first
     scores = torch.full(shape, float("-inf"), device=device)
     scores[:, :, 0] = 0.0
     hyps = torch.zeros(*shape, 0, dtype=torch.long, device=device)  # (B, G, K, t)
     pool = _Finished(num_sources, num_groups, beam_size, length_penalty)
-    first_row = torch.arange(num_sources * num_groups, device=device).view(*shape[:2], 1) * beam_size
+    first_row = torch.arange(num_sources * num_groups, device=device).view(*shape[:2], 1)
+    first_row = first_row * beam_size                                 # (B, G, 1)
     for step in range(max_len):
         tokens, origin, scores = _extend(logp, scores, hyps, eos_id, pool, diversity_penalty)
         hyps = torch.cat([hyps.gather(2, origin[..., None].expand_as(hyps)), tokens[..., None]], -1)
@@ -302,7 +305,7 @@ class _Finished:
         best_live = (live.max(1).values / length ** self.length_penalty).tolist()
         for b, bound in enumerate(best_live):
             found = sorted((s for s, _ in self.hyps[b][g]), reverse=True)
-            if not self.done[b][g] and len(found) >= self.beam_size and found[self.beam_size - 1] >= bound:
+            if len(found) >= self.beam_size and found[self.beam_size - 1] >= bound:
                 self.done[b][g] = True
 
     def all_done(self) -> bool:
@@ -310,18 +313,17 @@ class _Finished:
 
     def add_unfinished(self, scores: Tensor, hyps: Tensor) -> None:
         """At max_len, the live beams of open groups compete with the finished ones."""
-        length = hyps.shape[-1]
+        norm = max(hyps.shape[-1], 1) ** self.length_penalty
         for b, g, k in torch.isfinite(scores).nonzero().tolist():
             if not self.done[b][g]:
-                self.hyps[b][g].append((float(scores[b, g, k]) / max(length, 1) ** self.length_penalty,
-                                        hyps[b, g, k].tolist()))
+                self.hyps[b][g].append((float(scores[b, g, k]) / norm, hyps[b, g, k].tolist()))
 
     def best(self) -> list[list[list[int]]]:
         return [[max(group, key=lambda h: h[0])[1] if group else [] for group in row]
                 for row in self.hyps]
 
 
-# --- the encoder-decoder baselines' shared batch layout and interface ------------------------------
+# --- the encoder-decoder baselines' shared batch layout and interface ------------------------
 
 def pad_rows(rows: list[list[int]], pad_id: int) -> tuple[Tensor, Tensor]:
     """Right-pad id lists into (ids (B, L) long, mask (B, L) bool, True on real tokens)."""
@@ -383,9 +385,10 @@ class EncoderDecoder(Seq2Seq):
 
     def loss(self, batch: Batch) -> dict[str, Tensor]:
         logits = self(batch["src"], batch["src_mask"], batch["trg_in"])  # (B, T, V)
-        terms = {"loss": sequence_nll(logits, batch["trg_out"], batch["trg_mask"], self.label_smoothing)}
+        targets, mask = batch["trg_out"], batch["trg_mask"]
+        terms = {"loss": sequence_nll(logits, targets, mask, self.label_smoothing)}
         if self.label_smoothing:
-            terms["nll"] = sequence_nll(logits.detach(), batch["trg_out"], batch["trg_mask"])
+            terms["nll"] = sequence_nll(logits.detach(), targets, mask)
         return terms
 
     def incremental_decoder(self, src: Tensor, src_mask: Tensor) -> IncrementalDecoder:
@@ -399,7 +402,8 @@ class EncoderDecoder(Seq2Seq):
         was_training = self.training
         self.eval()
         try:
-            decoder = self.incremental_decoder(batch["src"].to(device), batch["src_mask"].to(device))
+            src, src_mask = batch["src"].to(device), batch["src_mask"].to(device)
+            decoder = self.incremental_decoder(src, src_mask)
             ids = run_search(decoder, decode.candidates, decode.max_len or self.task.seq_len,
                              self.task.sep_id, seeds, source_indices)
         finally:

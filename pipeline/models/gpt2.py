@@ -32,7 +32,8 @@ import torch
 from torch import Tensor
 from transformers import AutoTokenizer, GenerationConfig, GPT2Config, GPT2LMHeadModel
 
-from pipeline.models.ar_decoding import DecodeConfig, Search, pad_rows, run_search, sequence_nll, strip_after_eos
+from pipeline.models.ar_decoding import (DETERMINISTIC, DecodeConfig, Search, pad_rows, run_search,
+                                         sequence_nll, strip_after_eos)
 from pipeline.models.base import Batch, GenerationOutput, Pair, Seq2Seq, TaskInfo
 
 __all__ = ["DecodeConfig", "GPT2Seq2Seq", "ModelConfig", "build", "from_export"]
@@ -88,19 +89,22 @@ class GPT2Seq2Seq(Seq2Seq):
             positions and -100 elsewhere; prompt_ids, prompt_mask (B, P).
         """
         sides = self._sides(pairs)
-        input_ids, attention_mask = pad_rows([x + [self.sep_id] + y + [self.eos_id] for x, y in sides],
-                                             self.pad_id)
+        rows = [x + [self.sep_id] + y + [self.eos_id] for x, y in sides]
+        input_ids, attention_mask = pad_rows(rows, self.pad_id)
         labels = torch.full_like(input_ids, IGNORE)
         for i, (x, y) in enumerate(sides):
             start = len(x) + 1
             labels[i, start:start + len(y) + 1] = input_ids[i, start:start + len(y) + 1]
-        prompt_ids, prompt_mask = pad_rows([(x + [self.sep_id])[::-1] for x, _ in sides], self.pad_id)
+        # left padding (pad the reversed prompts, flip back): every prompt ends at the last column
+        reversed_prompts = [(x + [self.sep_id])[::-1] for x, _ in sides]
+        prompt_ids, prompt_mask = pad_rows(reversed_prompts, self.pad_id)
         return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels,
                 "prompt_ids": prompt_ids.flip(1), "prompt_mask": prompt_mask.flip(1)}
 
     def loss(self, batch: Batch) -> dict[str, Tensor]:
         """Per-example mean cross-entropy of the target tokens and EOS: {"loss": (B,)}."""
-        logits = self.lm(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        out = self.lm(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        logits = out.logits                                           # (B, L, V)
         labels = batch["labels"][:, 1:]                               # position t predicts t + 1
         return {"loss": sequence_nll(logits[:, :-1], labels.clamp(min=0), labels != IGNORE)}
 
@@ -114,7 +118,7 @@ class GPT2Seq2Seq(Seq2Seq):
         was_training = self.training
         self.eval()
         try:
-            if search.method in ("greedy", "beam"):
+            if search.method in DETERMINISTIC:
                 best = self._hf_search(prompt_ids, prompt_mask, search, max_len)
                 ids = [[row for _ in seeds] for row in best]
             else:
@@ -128,11 +132,10 @@ class GPT2Seq2Seq(Seq2Seq):
     def _hf_search(self, prompt_ids: Tensor, prompt_mask: Tensor, search: Search,
                    max_len: int) -> list[list[int]]:
         """Greedy or beam search through transformers' `generate`: one token list per prompt."""
-        config = GenerationConfig(
-            max_new_tokens=max_len, do_sample=False,
-            num_beams=search.beam_size if search.method == "beam" else 1,
-            length_penalty=search.length_penalty, early_stopping=False,
-            eos_token_id=self.eos_id, pad_token_id=self.pad_id)
+        beam = {"num_beams": search.beam_size, "length_penalty": search.length_penalty,
+                "early_stopping": False} if search.method == "beam" else {"num_beams": 1}
+        config = GenerationConfig(max_new_tokens=max_len, do_sample=False, eos_token_id=self.eos_id,
+                                  pad_token_id=self.pad_id, **beam)
         out = self.lm.generate(input_ids=prompt_ids, attention_mask=prompt_mask.long(),
                                generation_config=config)
         return [strip_after_eos(row, self.eos_id) for row in out[:, prompt_ids.shape[1]:].tolist()]
@@ -174,7 +177,8 @@ class _GPT2Decoder:
     def start(self) -> Tensor:
         # left padding: positions count real tokens only, as in training
         positions = (self.mask.cumsum(-1) - 1).clamp(min=0)
-        out = self.lm(input_ids=self.ids, attention_mask=self.mask, position_ids=positions, use_cache=True)
+        out = self.lm(input_ids=self.ids, attention_mask=self.mask, position_ids=positions,
+                      use_cache=True)
         self.cache, self.next_position = out.cache, positions[:, -1] + 1
         return out.logits[:, -1]
 

@@ -37,7 +37,8 @@ class ModelConfig:
 
 
 class GRUAttention(EncoderDecoder):
-    """Bidirectional GRU encoder, GRU decoder with additive attention, output tied to the embedding."""
+    """Bidirectional GRU encoder; GRU decoder with additive attention; output tied to the input
+    embedding."""
 
     family = "gru_attention"
 
@@ -118,7 +119,7 @@ class _GRUDecoder:
         self.memory, self.keys, self.hidden = model.encode(src, src_mask)
 
     def start(self) -> Tensor:
-        bos = torch.full((self.src_mask.shape[0],), self.model.task.cls_id, device=self.src_mask.device)
+        bos = torch.full_like(self.src_mask[:, 0], self.model.task.cls_id, dtype=torch.long)
         return self.step(bos)
 
     def step(self, tokens: Tensor) -> Tensor:

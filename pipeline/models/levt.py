@@ -64,6 +64,10 @@ class DecodeConfig:
     max_iterations: int = 10
     record_fractions: list[float] = field(default_factory=list)
 
+    def quality_decode(self) -> DecodeConfig:
+        """The deterministic decode of the table's quality columns: everything greedy."""
+        return dataclasses.replace(self, sampling="greedy")
+
 
 def sinusoidal_positions(length: int, dim: int) -> Tensor:
     """The Transformer's fixed position encoding, (length, dim)."""

@@ -96,7 +96,8 @@ class Transformer(EncoderDecoder):
 
     def decode(self, trg_in: Tensor, memory: Tensor, src_mask: Tensor) -> Tensor:
         """Causal decoder over trg_in (B, T) -> logits (B, T, V), tied to the embedding."""
-        causal = nn.Transformer.generate_square_subsequent_mask(trg_in.shape[1], device=trg_in.device)
+        causal = nn.Transformer.generate_square_subsequent_mask(trg_in.shape[1],
+                                                                device=trg_in.device)
         hidden = self.transformer.decoder(self.embed_tokens(trg_in), memory, tgt_mask=causal,
                                           tgt_is_causal=True, memory_key_padding_mask=~src_mask)
         return F.linear(hidden, self.embed.weight)
@@ -129,7 +130,8 @@ class _TransformerDecoder:
         return self.model.decode(self.prefix, self.memory, self.src_mask)[:, -1]
 
     def select(self, index: Tensor) -> None:
-        self.memory, self.src_mask, self.prefix = self.memory[index], self.src_mask[index], self.prefix[index]
+        self.memory, self.src_mask = self.memory[index], self.src_mask[index]
+        self.prefix = self.prefix[index]
 
 
 def build(model_cfg: ModelConfig, task: TaskInfo) -> Transformer:

@@ -37,7 +37,7 @@ def project_copy(dest: Path, params: str) -> Path:
 
 
 def snakemake(work: Path, params: str, *args: str, timeout: int = 1800) -> subprocess.CompletedProcess:
-    return subprocess.run([BIN / "snakemake", "--cores", "2", "--config", f"params={params}", *args],
+    return subprocess.run([BIN / "snakemake", *args, "--cores", "2", "--config", f"params={params}"],
                           cwd=work, capture_output=True, text=True, env=engine_env(), timeout=timeout)
 
 

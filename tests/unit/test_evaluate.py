@@ -119,7 +119,8 @@ def broken_copy(tmp_path: Path, seed: int, edit) -> Path:
 
 
 @pytest.mark.parametrize("edit, message", [
-    (lambda text: "\n".join(text.splitlines()[:3]) + "\n", "seed103.jsonl: 3 lines but .*seed101.jsonl has 4"),
+    (lambda text: "\n".join(text.splitlines()[:3]) + "\n",
+     "seed103.jsonl: 3 lines but .*seed101.jsonl has 4"),
     (lambda text: text.replace('"recover"', '"recovered"', 1), "seed103.jsonl:1: missing key"),
     (lambda text: text.replace("weight quickly", "weight slowly", 2), "seed103.jsonl:1: reference differs"),
 ])

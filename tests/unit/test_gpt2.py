@@ -9,6 +9,7 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import GPT2Config, GPT2LMHeadModel, GPT2TokenizerFast
 
+from pipeline import checkpoint
 from pipeline.config import TrainConfig
 from pipeline.data.dataset import load_tokenizer
 from pipeline.models import gpt2
@@ -82,14 +83,13 @@ def test_shared_loop_agrees_with_transformers_generate():
     assert all(len(row[0]) <= 8 for row in hf_beam.ids)
 
 
-def test_export_marks_a_scratch_model_and_rebuilds_it():
+def test_export_marks_a_scratch_model_and_rebuilds_it(tmp_path):
     model = tiny().eval()
-    config = model.export_config()
-    assert config["pretrained"] is False
-    rebuilt = gpt2.from_export(config)
-    rebuilt.load_state_dict(model.state_dict())
+    assert model.export_config()["pretrained"] is False
+    checkpoint.save_model(model, tmp_path / "model")
+    rebuilt = checkpoint.load_model(tmp_path / "model")          # through gpt2.from_export
     batch = model.collate(toy_pairs(4))
-    assert torch.equal(rebuilt.eval().loss(batch)["loss"], model.loss(batch)["loss"])
+    assert torch.equal(rebuilt.loss(batch)["loss"], model.loss(batch)["loss"])
 
 
 @pytest.fixture(scope="module")

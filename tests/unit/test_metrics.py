@@ -19,7 +19,7 @@ def nltk_bleu(ref: str, hyp: str) -> float:
 def varied_sentences(seed: int, count: int) -> list[str]:
     """Empty, 1-3 words, repeats, long; a small vocabulary so that n-grams match often."""
     rng = random.Random(seed)
-    vocab = ["a", "b", "c", "the", "cat", "sat", "?", "x-y", "Dog,", "42"]
+    vocab = ["a", "b", "c", "the", "cat", "sat", "?", "x-y", "Dog,", "42", "ça", "É!"]
     out = []
     for _ in range(count):
         length = rng.choice([0, 1, 2, 3, 4, 5, 7, 12, 25])
@@ -62,6 +62,13 @@ def test_pairwise_bleu_identical_to_nltk():
         assert metrics.pairwise_bleu(cands) == expected
 
 
+def test_pairwise_bleu_of_a_huge_vocabulary_falls_back_to_exact_counting():
+    # 37k distinct words would overflow the int64 n-gram codes of the vectorised count
+    words = [f"w{i}" for i in range(37_000)]
+    cands = [" ".join(words[:18_500] + words[:3]), " ".join(words[18_000:]), "w1 w2 w3 w4"]
+    assert metrics.pairwise_bleu(cands) == [[nltk_bleu(ref, hyp) for ref in cands] for hyp in cands]
+
+
 def test_rouge_l_hand_worked_and_empties():
     # LCS("the cat sat on the mat", "the cat on mat") = 4: P = 1, R = 4/6, F = 0.8
     assert metrics.rouge_l("the cat sat on the mat", "the cat on mat") == pytest.approx(0.8)
@@ -102,7 +109,8 @@ def test_diversity_over_candidates():
 
 
 def test_corpus_sacrebleu():
-    assert metrics.corpus_sacrebleu(["the cat sat on the mat"], ["the cat sat on the mat"]) == pytest.approx(100.0)
+    sentence = "the cat sat on the mat"
+    assert metrics.corpus_sacrebleu([sentence], [sentence]) == pytest.approx(100.0)
     assert metrics.corpus_sacrebleu(["x y z w"], ["the cat sat on the mat"]) == pytest.approx(0.0)
 
 

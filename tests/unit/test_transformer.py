@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from pipeline import checkpoint
 from pipeline.config import TrainConfig
 from pipeline.models import transformer
 from pipeline.models.ar_decoding import DecodeConfig, Search
@@ -73,9 +74,9 @@ def test_positions_beyond_the_task_length_are_refused():
         model.embed_tokens(torch.zeros(1, TASK.seq_len + 2, dtype=torch.long))
 
 
-def test_export_round_trip_rebuilds_the_same_model():
+def test_saved_model_folder_rebuilds_the_same_model(tmp_path):
     model = tiny(positions="learned").eval()
-    rebuilt = transformer.from_export(model.export_config())
-    rebuilt.load_state_dict(model.state_dict())
+    checkpoint.save_model(model, tmp_path / "model")
+    rebuilt = checkpoint.load_model(tmp_path / "model")          # through transformer.from_export
     batch = model.collate(toy_pairs(4))
-    assert torch.equal(rebuilt.eval().loss(batch)["loss"], model.loss(batch)["loss"])
+    assert torch.equal(rebuilt.loss(batch)["loss"], model.loss(batch)["loss"])

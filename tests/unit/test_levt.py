@@ -1,0 +1,98 @@
+"""NAR-LevT: imitation training overfits a batch, refinement decoding terminates within its
+budget, never emits a placeholder or exceeds max_len, and candidates are reproducible."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from pipeline.config import TrainConfig
+from pipeline.models import levt
+from pipeline.models.base import TaskInfo
+from pipeline.train import fit
+
+torch.set_num_threads(1)
+TASK = TaskInfo(vocab_size=40, seq_len=12, pad_id=0, cls_id=2, sep_id=3, unk_id=1, tokenizer_dir="")
+SPECIALS = {TASK.pad_id, TASK.cls_id, TASK.sep_id}
+
+
+def toy_pairs(count: int = 16, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    return [(rng.integers(5, 40, rng.integers(1, 8)), rng.integers(5, 40, rng.integers(1, 7)))
+            for _ in range(count)]
+
+
+def tiny(**kw) -> levt.LevenshteinTransformer:
+    torch.manual_seed(0)
+    base = dict(d_model=64, num_heads=2, ffn_dim=128, num_encoder_layers=1, num_decoder_layers=1,
+                dropout=0.0, label_smoothing=0.0, max_insertions=8)
+    return levt.build(levt.ModelConfig(**{**base, **kw}), TASK)
+
+
+def count_decoder_calls(model: levt.LevenshteinTransformer) -> list[int]:
+    calls = [0]
+    model.decoder.register_forward_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
+    return calls
+
+
+def test_overfits_sixteen_pairs_and_stops_refining(tmp_path):
+    pairs = toy_pairs()
+    cfg = TrainConfig(steps=300, batch_size=16, micro_batch=16, lr=3e-3, warmup_steps=10,
+                      grad_clip=1.0, seed=1, checkpoint_every=1000, eval_every=1000)
+    model = fit(tiny(), pairs, None, cfg, tmp_path, progress=False).eval()
+    batch = model.collate(pairs)
+    with torch.no_grad():
+        terms = model.loss(batch)
+    assert set(terms) == {"loss", "insertion", "token", "deletion"}
+    assert terms["loss"].shape == (16,) and float(terms["loss"].mean()) < 0.4
+    calls = count_decoder_calls(model)
+    decode = levt.DecodeConfig(max_iterations=10).quality_decode()
+    out = model.generate(batch, [0], list(range(16)), decode)
+    exact = sum(row[0] == list(y) for row, (_, y) in zip(out.ids, pairs))
+    assert exact >= 14
+    assert calls[0] < 3 * decode.max_iterations  # stopped once the outputs no longer changed
+
+
+def test_decoding_terminates_and_respects_the_canvas_rules():
+    model = tiny(max_len=5, max_insertions=8).eval()  # untrained: it over-inserts at random
+    calls = count_decoder_calls(model)
+    batch = model.collate(toy_pairs(6))
+    decode = levt.DecodeConfig(sampling="both", temperature=2.0, max_iterations=4,
+                               record_fractions=[0.0, 0.5, 1.0])
+    out = model.generate(batch, [1, 2, 3], list(range(6)), decode)
+    assert calls[0] <= 3 * decode.max_iterations
+    candidates = [c for row in out.ids for c in row]
+    assert len(candidates) == 18 and any(candidates)
+    assert all(len(c) <= 5 for c in candidates)
+    assert all(0 <= t < TASK.vocab_size and t not in SPECIALS for c in candidates for t in c)
+    assert sorted(out.trace) == [0.0, 0.5, 1.0]
+    assert all(c == [] for row in out.trace[0.0] for c in row)
+    assert out.trace[1.0] == out.ids
+
+
+def test_candidates_are_reproducible_alone_and_batched():
+    model = tiny().eval()
+    pairs = toy_pairs(5)
+    decode = levt.DecodeConfig(sampling="both", temperature=1.0, max_iterations=3)
+    together = model.generate(model.collate(pairs), [7, 8], [10, 11, 12, 13, 14], decode)
+    alone = model.generate(model.collate(pairs[3:4]), [8], [13], decode)
+    assert alone.ids[0][0] == together.ids[3][1]
+    assert any(row[0] != row[1] for row in together.ids)  # seeds give different candidates
+
+
+def test_clip_counts_caps_the_canvas_length():
+    model = tiny(max_len=6)
+    assert model._clip_counts([3, 0, 4, 2], num_tokens=2) == [3, 0, 1, 0]
+    assert model._clip_counts([1, 1], num_tokens=6) == [0, 0]
+
+
+def test_rebuilds_from_export():
+    model = tiny().eval()
+    rebuilt = levt.from_export(model.export_config())
+    rebuilt.load_state_dict(model.state_dict())
+    batch = model.collate(toy_pairs(4))
+    torch.manual_seed(3)
+    expected = model.loss(batch)["loss"]
+    torch.manual_seed(3)
+    assert torch.equal(rebuilt.eval().loss(batch)["loss"], expected)
+    assert model.export_config()["pretrained"] is False
