@@ -139,7 +139,8 @@ def _tool_dvc_yaml(args: argparse.Namespace) -> None:
 def _tool_import_release(args: argparse.Namespace) -> None:
     from pipeline.models.release_import import import_to_folder
 
-    import_to_folder(Path(args.checkpoint), Path(args.training_args), Path(args.out))
+    import_to_folder(Path(args.checkpoint), Path(args.training_args), Path(args.out),
+                     Path(args.tokenizer) if args.tokenizer else None)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -160,6 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
                           help="convert a checkpoint of the authors' DiffuSeq release to a model folder")
     tool.add_argument("--checkpoint", required=True, help="e.g. ema_0.9999_050000.pt")
     tool.add_argument("--training-args", required=True, help="the release's training_args.json")
+    tool.add_argument("--tokenizer", help="local tokenizer folder (default: the run's config_name "
+                                          "from the hub, e.g. bert-base-uncased)")
     tool.add_argument("--out", required=True, help="model folder to write (e.g. results/qqp/diffuseq/model)")
     tool.set_defaults(tool=_tool_import_release)
     return parser

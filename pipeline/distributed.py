@@ -8,12 +8,16 @@ them unconditionally.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.distributed as dist
+
+LOG = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -88,3 +92,18 @@ def shutdown() -> None:
     """Leave the process group (at the end of a stage), if this process joined one."""
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def bf16_pays(device: torch.device) -> bool:
+    """Whether bf16 autocast speeds this device up: any bf16-capable GPU; on CPU only with native
+    bf16 instructions (AVX512-BF16 or AMX), without which it is several times slower than fp32."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        flags = ""
+    native = "avx512_bf16" in flags or "amx_bf16" in flags
+    if not native:
+        LOG.warning("precision bf16 asked for, but this CPU has no native bf16: training in fp32")
+    return native

@@ -253,7 +253,8 @@ def fit(model: Seq2Seq, train: Sequence[Pair], valid: Sequence[Pair] | None, cfg
         trainer = DistributedDataParallel(trainer, find_unused_parameters=True,
                                           device_ids=[ctx.device] if ctx.device.type == "cuda" else None)
     order = DataOrder(len(train), cfg.seed)
-    autocast = torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
+    autocast = torch.autocast(ctx.device.type, dtype=torch.bfloat16,
+                              enabled=cfg.precision == "bf16" and distributed.bf16_pays(ctx.device))
     params = [p for p in model.parameters() if p.requires_grad]
     num_timesteps, names = getattr(model, "num_timesteps", None), None
     log = log if (log is not None and ctx.is_main) else (lambda **_: None)

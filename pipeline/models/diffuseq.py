@@ -182,6 +182,7 @@ class DiffuSeq(Seq2Seq):
         self.betas = get_betas(cfg.noise_schedule, cfg.diffusion_steps)
         self.diffusion = Diffusion(self.betas, cfg.rescale_timesteps)
         self.timestep_sampler = build_timestep_sampler(cfg.timestep_sampler, cfg.diffusion_steps)
+        self.num_timesteps = cfg.diffusion_steps
 
     def collate(self, pairs: list[Pair]) -> Batch:
         """input_ids (B, L) in the release's layout, input_mask (B, L) (0 on the source part),
@@ -196,14 +197,16 @@ class DiffuSeq(Seq2Seq):
         return {"input_ids": input_ids, "input_mask": input_mask, "truncated": truncated}
 
     def loss(self, batch: Batch) -> dict[str, Tensor]:
-        """Per-example terms (B,); "loss" is importance-weighted by the timestep sampler, which
-        is updated here with the unweighted losses."""
+        """Per-example terms (B,) and the sampled timesteps "t" (for the trainer's per-quartile
+        log); "loss" is importance-weighted by the timestep sampler, which learns from the
+        unweighted losses of training batches only (validation must not change its history)."""
         input_ids, input_mask = batch["input_ids"], batch["input_mask"]
         t, weights = self.timestep_sampler.sample(len(input_ids), input_ids.device)
         terms = self.diffusion.losses(self.net, input_ids, input_mask, t)
-        self.timestep_sampler.update(t, terms["loss"].detach())
+        if self.training:
+            self.timestep_sampler.update(t, terms["loss"].detach())
         terms["loss"] = terms["loss"] * weights
-        return terms
+        return {**terms, "t": t}
 
     @torch.no_grad()
     def generate(self, batch: Batch, seeds: list[int], source_indices: list[int],

@@ -92,21 +92,23 @@ def release_task_info(args: dict[str, Any], vocab_size: int, tokenizer_dir: str)
 
 def import_release_checkpoint(checkpoint: str | Path | dict[str, Tensor],
                               training_args: str | Path | dict[str, Any],
-                              tokenizer_dir: str | Path, *, task: TaskInfo | None = None,
+                              tokenizer_dir: str | Path | None = None, *, task: TaskInfo | None = None,
                               embedding: Embedding = "raw_lm_head") -> DiffuSeq:
     """A DiffuSeq holding a release checkpoint's weights.
 
     Args:
         checkpoint: path of the release's `.pt` state dict (e.g. ema_0.9999_050000.pt) or the dict.
         training_args: path of its training_args.json or the parsed dict.
-        tokenizer_dir: the tokenizer it was trained with (bert-base-uncased in the paper).
+        tokenizer_dir: the tokenizer it was trained with (a local folder, or a hub id); default:
+            the run's `config_name` (bert-base-uncased in the paper), which needs the hub or its cache.
         task: overrides the TaskInfo built from training_args and the tokenizer.
         embedding: "raw_lm_head" (release behaviour) or "ema" (see module docstring).
     """
     state = load_release_state_dict(checkpoint)
     args = _load_args(training_args)
     vocab_size = state["word_embedding.weight"].shape[0]
-    task = task or release_task_info(args, vocab_size, str(tokenizer_dir))
+    tokenizer = str(tokenizer_dir or args.get("config_name", "bert-base-uncased"))
+    task = task or release_task_info(args, vocab_size, tokenizer)
     model = DiffuSeq(release_model_config(args, state), task)
     # Key order matters: word_embedding (EMA) is copied first, then lm_head (raw) overwrites it.
     model.net.load_state_dict({k: v for k, v in state.items() if k not in IGNORED_KEYS})
@@ -119,7 +121,8 @@ def import_release_checkpoint(checkpoint: str | Path | dict[str, Tensor],
 
 
 def import_to_folder(src_ckpt: str | Path, training_args: str | Path, out_dir: str | Path,
-                     tokenizer_dir: str | Path, *, embedding: Embedding = "raw_lm_head") -> Path:
+                     tokenizer_dir: str | Path | None = None, *,
+                     embedding: Embedding = "raw_lm_head") -> Path:
     """Convert a release checkpoint into the project's checkpoint folder (for the sample stage)."""
     from pipeline.checkpoint import save_model
 

@@ -15,8 +15,12 @@ def final_targets():
 
 def rule_outputs(stage):
     spec = S.STAGES[stage]
-    return {role: directory(path) if role in spec.directories else path
+    outs = {role: directory(path) if role in spec.directories else path
             for role, path in spec.outs.items()}
+    if stage == "report":  # what `snakemake --report` bundles
+        outs["tables"] = report(outs["tables"], category="Tables")
+        outs["figures"] = report(outs["figures"], patterns=["{name}.png"], category="Figures")
+    return outs
 
 
 def rule_inputs(stage):

@@ -1,0 +1,96 @@
+"""Faults: a pipeline killed mid-training resumes from its checkpoint and redoes nothing finished;
+a failing stage leaves no output a rerun could mistake for finished; the lock guards concurrency."""
+
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from safetensors.torch import load_file
+
+from tests.helpers.project import BIN, engine_env, project_copy, snakemake
+
+pytestmark = pytest.mark.slow
+PARAMS = "params/resume.yaml"
+MODEL = "results/minipara/diffuseq/model"
+
+
+def _resume_project(dest: Path) -> Path:
+    """The tiny configuration with only DiffuSeq, trained long enough to be killed midway."""
+    work = project_copy(dest, "params/tiny.yaml")
+    params = yaml.safe_load((work / "params/tiny.yaml").read_text())
+    params["tasks"]["minipara"]["systems"] = ["diffuseq"]
+    params["systems"] = {"diffuseq": params["systems"]["diffuseq"]}
+    params["systems"]["diffuseq"]["train"].update(steps=60, checkpoint_every=5, eval_every=30)
+    (work / PARAMS).write_text(yaml.safe_dump(params))
+    return work
+
+
+def _states(work: Path) -> list[Path]:
+    return sorted((work / "results/minipara/diffuseq/train_state").glob("step-*"))
+
+
+def test_killed_pipeline_resumes_training_and_matches_an_uninterrupted_run(tmp_path):
+    reference = _resume_project(tmp_path / "reference")
+    assert snakemake(reference, PARAMS, MODEL).returncode == 0
+
+    work = _resume_project(tmp_path / "killed")
+    proc = subprocess.Popen([BIN / "snakemake", MODEL, "--cores", "2", "--config", f"params={PARAMS}"],
+                            cwd=work, env=engine_env(), start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 600
+    while not any(int(p.name.split("-")[1]) >= 15 for p in _states(work)):
+        assert proc.poll() is None, "the pipeline finished before it could be interrupted"
+        assert time.monotonic() < deadline, "no training checkpoint appeared"
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C to the whole pipeline
+    proc.wait(timeout=120)
+    assert not (work / MODEL).exists()
+    raw_mtime = (work / "data/processed/minipara/stats.json").stat().st_mtime
+
+    rerun = snakemake(work, PARAMS, MODEL)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    log = (work / "logs/train/minipara_diffuseq.log").read_text()
+    resumed = re.search(r"resumed from .*step-0*(\d+) \(step (\d+)\)", log)
+    assert resumed and int(resumed.group(2)) >= 15, log[-2000:]
+    assert "rule prepare" not in rerun.stdout + rerun.stderr
+    assert (work / "data/processed/minipara/stats.json").stat().st_mtime == raw_mtime
+    weights = load_file(work / MODEL / "model.safetensors")
+    expected = load_file(reference / MODEL / "model.safetensors")
+    assert weights.keys() == expected.keys()
+    assert all((weights[k] == expected[k]).all() for k in expected)
+
+
+def test_a_failing_stage_leaves_no_output_and_a_rerun_redoes_it(tmp_path):
+    work = _resume_project(tmp_path / "project")
+    params = yaml.safe_load((work / PARAMS).read_text())
+    params["tasks"]["minipara"]["source"] = {"kind": "local", "uri": str(tmp_path / "missing")}
+    (work / PARAMS).write_text(yaml.safe_dump(params))
+    out = snakemake(work, PARAMS, "data/processed/minipara")
+    assert out.returncode != 0
+    assert not (work / "data/raw/minipara").exists()
+    assert not list((work / "data/raw").glob(".minipara*")) if (work / "data/raw").exists() else True
+    log = (work / "logs/download/minipara.log").read_text()
+    assert str(tmp_path / "missing") in log
+
+
+def test_a_second_concurrent_invocation_is_refused_by_the_lock(tmp_path):
+    work = _resume_project(tmp_path / "project")
+    first = subprocess.Popen([BIN / "snakemake", MODEL, "--cores", "1", "--config", f"params={PARAMS}"],
+                             cwd=work, env=engine_env(), start_new_session=True,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 300
+        while not (work / "logs/download").exists():
+            assert first.poll() is None and time.monotonic() < deadline
+            time.sleep(0.2)
+        second = snakemake(work, PARAMS, MODEL)
+        assert second.returncode != 0
+        assert "LockException" in second.stderr or "cannot be locked" in second.stderr
+    finally:
+        os.killpg(first.pid, signal.SIGINT)
+        first.wait(timeout=120)
