@@ -117,7 +117,7 @@ def report(cfg: Config, task: None = None, system: None = None) -> None:
 
     outs = stages.STAGES["report"].outputs()
     with stage_run(cfg, "report") as tracker:
-        write_report(cfg, outs["tables"], outs["figures"])
+        write_report(cfg, outs["tables"], outs["figures"], outs["curves"])
         tracker.log_artifact(outs["tables"])
         tracker.log_artifact(outs["figures"], "figures")
 

@@ -33,11 +33,14 @@ def dvc_stage(cfg: Config, stage: str, cell: dict[str, str]) -> dict[str, Any]:
                        | set(stages.code_files(stage))),
         "params": [{cfg.path: stages.param_keys(cfg, stage, **cell)}],
     }
-    plain = [str(p) for role, p in outs.items() if role not in spec.metrics]
+    plain = [str(p) for role, p in outs.items() if role not in spec.metrics + spec.plots]
     if plain:
         entry["outs"] = plain
     if spec.metrics:
         entry["metrics"] = [{str(outs[role]): {"cache": False}} for role in spec.metrics]
+    if spec.plots:
+        entry["plots"] = [{str(outs[role]): {"cache": False, "x": "size", "y": "bleu"}}
+                          for role in spec.plots]
     return entry
 
 

@@ -7,8 +7,11 @@ depends only on its grid cell (task, system).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import yaml
 
 from pipeline.config import Config
 
@@ -28,6 +31,7 @@ class Stage:
     outs: dict[str, str]                        # role -> path template
     code: tuple[str, ...] = ()                  # sources whose edits must trigger a rerun
     metrics: tuple[str, ...] = ()               # roles among outs that are metrics files
+    plots: tuple[str, ...] = ()                 # roles among outs that are plot data (dvc plots)
     directories: tuple[str, ...] = ()           # roles among outs that are folders
     persistent: tuple[str, ...] = field(default=())  # folders kept across reruns (resume state)
 
@@ -60,8 +64,10 @@ STAGES: dict[str, Stage] = {s.name: s for s in [
           outs={"metrics": f"{RUN}/metrics.json"},
           code=("pipeline/evaluate.py", "pipeline/metrics.py", "pipeline/decoding", "pipeline/text.py"),
           metrics=("metrics",)),
-    Stage("report", (), deps={}, outs={"tables": "results/tables.md", "figures": "results/figures"},
-          code=("pipeline/report",), directories=("figures",)),
+    Stage("report", (), deps={},
+          outs={"tables": "results/tables.md", "figures": "results/figures",
+                "curves": "results/plots/bleu_vs_candidates.json"},
+          code=("pipeline/report",), directories=("figures",), plots=("curves",)),
 ]}
 
 
@@ -105,7 +111,8 @@ def cells(cfg: Config, stage: str) -> list[dict[str, str]]:
 
 def final_targets(cfg: Config) -> list[str]:
     """What `snakemake` with no target and `dvc repro` build: the tables and the figures."""
-    return [str(p) for p in STAGES["report"].outputs().values()]
+    outs = STAGES["report"].outputs()
+    return [str(outs["tables"]), str(outs["figures"])]
 
 
 def launcher(cfg: Config, stage: str, **cell: str) -> str:
@@ -134,17 +141,35 @@ def code_files(stage: str, root: Path = Path(".")) -> list[str]:
 
 
 def param_keys(cfg: Config, stage: str, **cell: str) -> list[str]:
-    """The parameter sections a job reads (DVC tracks these keys; Snakemake hashes them)."""
-    keys = [f"tasks.{cell['task']}"] if "task" in cell else ["tasks"]
-    if "system" in cell:
-        keys.append(f"systems.{cell['system']}")
-    if stage in ("sample", "evaluate"):
-        keys.append("sampling")
-    if stage in ("evaluate", "report"):
-        keys.append("evaluation")
-    if stage == "report":
-        keys += ["systems", "sampling", "scale"]
-    return keys
+    """The parameter keys a job reads, as dotted paths of the parameter file (only keys the file
+    holds): DVC tracks them, Snakemake hashes them, so a change reruns exactly these jobs.
+    Training does not read `decode`, so changing how a system samples never retrains it."""
+    task, system = cell.get("task"), cell.get("system")
+    keys = {
+        "download": [f"tasks.{task}.source"],
+        "prepare": [f"tasks.{task}"],
+        "train": [f"tasks.{task}.tokenizer", f"tasks.{task}.seq_len", f"systems.{system}.family",
+                  f"systems.{system}.model", f"systems.{system}.train"],
+        "sample": [f"tasks.{task}.seq_len", f"systems.{system}", "sampling",
+                   "evaluation.random_target_seed"],
+        "evaluate": [f"systems.{system}", "sampling", "evaluation"],
+        "report": ["scale", "tasks", "systems", "sampling", "evaluation"],
+    }[stage]
+    raw = _raw_params(cfg.path)
+    return [key for key in keys if _holds(raw, key)]
+
+
+@functools.lru_cache(maxsize=8)
+def _raw_params(path: str) -> dict:
+    return yaml.safe_load(Path(path).read_text())
+
+
+def _holds(raw: object, key: str) -> bool:
+    for part in key.split("."):
+        if not isinstance(raw, dict) or part not in raw:
+            return False
+        raw = raw[part]
+    return True
 
 
 def _resolve(cfg: Config, key: str) -> object:

@@ -52,6 +52,11 @@ def test_dvc_repro_gives_the_same_numbers(snakemake_run, tmp_path):
     assert _table_numbers(work) == _table_numbers(snakemake_run)
     shown = dvc(work, "metrics", "show", "--json")
     assert shown.returncode == 0 and "metrics.json" in shown.stdout
+    # A parameter change marks exactly the stages that read it.
+    params = (work / PARAMS).read_text().replace("max_iterations: 3", "max_iterations: 4")
+    (work / PARAMS).write_text(params)
+    status = dvc(work, "status", "--json")
+    assert set(json.loads(status.stdout)) == {"sample-minipara-levt", "evaluate-minipara-levt", "report"}
 
 
 def test_mlflow_ui_lists_the_runs_of_the_finished_pipeline(snakemake_run):
@@ -74,3 +79,17 @@ def test_mlflow_ui_lists_the_runs_of_the_finished_pipeline(snakemake_run):
     for system in cfg.tasks[task].systems:
         assert f"{task}/{system}" in dom
     assert (artifacts / "mlflow-ui.png").stat().st_size > 10_000
+
+
+def test_snakemake_report_bundles_tables_and_figures(snakemake_run, tmp_path):
+    out = snakemake(snakemake_run, PARAMS, "--report", str(tmp_path / "report.html"))
+    assert out.returncode == 0, out.stderr[-3000:]
+    html = (tmp_path / "report.html").read_text(errors="replace")
+    assert "tables.md" in html and "bleu_vs_candidates.png" in html
+
+
+def test_dvc_plots_data_lists_every_system(snakemake_run):
+    records = json.loads((snakemake_run / "results/plots/bleu_vs_candidates.json").read_text())
+    cfg = load_config(snakemake_run / PARAMS)
+    assert {r["system"] for r in records} == {s for _, s in cfg.system_cells()}
+    assert {r["size"] for r in records} == set(cfg.evaluation.mbr_sizes)

@@ -41,3 +41,22 @@ def test_committed_dvc_yaml_is_fresh(monkeypatch):
     committed = yaml.safe_load(Path("dvc.yaml").read_text())
     assert committed == build_dvc_yaml(load_config("params/default.yaml")), \
         "dvc.yaml is stale: run `python -m pipeline dvc-yaml`"
+
+
+def test_snakemake_lint_is_clean():
+    out = snakemake(REPO, "params/default.yaml", "--lint")
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    assert "Congratulations" in out.stdout + out.stderr
+
+
+def test_slurm_profile_plans_gpu_jobs_with_torchrun(tmp_path):
+    """A dry run through the SLURM executor plugin with the paper's parameters."""
+    work = project_copy(tmp_path / "project", "params/paper.yaml")
+    out = snakemake(work, "params/paper.yaml", "results/tables.md", "-n",
+                    "--profile", "workflow/profiles/slurm")
+    assert out.returncode == 0, out.stderr[-3000:]
+    text = out.stdout + out.stderr
+    assert "torchrun --standalone --nproc_per_node 4 -m pipeline train" in text
+    train_jobs = re.findall(r"rule train:.*?resources: ([^\n]*)", text, flags=re.S)
+    assert train_jobs and all("gpu=" in r and "gpu=0" not in r for r in train_jobs)
+    assert "slurm_partition=gpu" in text

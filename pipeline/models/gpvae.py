@@ -130,16 +130,17 @@ def gaussian_kl(q_mean: Tensor, q_var: Tensor, p_mean: Tensor, p_cov: Tensor) ->
     Returns:
         (B,) = 0.5 * sum_c [tr(K^-1 S_c) + d_c^T K^-1 d_c - L + log|K| - log|S_c|], d_c = p_c - q_c.
     """
-    chol = torch.linalg.cholesky(p_cov)                                  # (B, L, L)
-    eye = torch.eye(p_cov.shape[-1], device=p_cov.device, dtype=p_cov.dtype).expand_as(p_cov)
-    chol_inv = torch.linalg.solve_triangular(chol, eye, upper=False)     # (B, L, L)
-    k_inv_diag = chol_inv.pow(2).sum(1)                                   # (B, L): diag(K^-1)
-    trace = (k_inv_diag[:, :, None] * q_var).sum((1, 2))
-    maha = (chol_inv @ (p_mean - q_mean)).pow(2).sum((1, 2))
-    num_channels = q_mean.shape[-1]
-    log_det_p = 2.0 * torch.diagonal(chol, dim1=1, dim2=2).log().sum(1)
-    log_det_q = q_var.log().sum((1, 2))
-    return 0.5 * (trace + maha - num_channels * p_cov.shape[-1] + num_channels * log_det_p - log_det_q)
+    with torch.autocast(p_cov.device.type, enabled=False):  # the Mahalanobis term needs fp32
+        chol = torch.linalg.cholesky(p_cov)                              # (B, L, L)
+        eye = torch.eye(p_cov.shape[-1], device=p_cov.device, dtype=p_cov.dtype).expand_as(p_cov)
+        chol_inv = torch.linalg.solve_triangular(chol, eye, upper=False)  # (B, L, L)
+        k_inv_diag = chol_inv.pow(2).sum(1)                               # (B, L): diag(K^-1)
+        trace = (k_inv_diag[:, :, None] * q_var).sum((1, 2))
+        maha = (chol_inv @ (p_mean - q_mean).to(chol_inv.dtype)).pow(2).sum((1, 2))
+        num_channels = q_mean.shape[-1]
+        log_det_p = 2.0 * torch.diagonal(chol, dim1=1, dim2=2).log().sum(1)
+        log_det_q = q_var.log().sum((1, 2))
+        return 0.5 * (trace + maha - num_channels * p_cov.shape[-1] + num_channels * log_det_p - log_det_q)
 
 
 def resolve_pretrained(name: str) -> Path:
@@ -153,6 +154,8 @@ def resolve_pretrained(name: str) -> Path:
 
 class GPVAET5(Seq2Seq):
     """T5 whose decoder attends to encoder states plus a GP-distributed latent (module doc)."""
+
+    family = "gpvae"
 
     def __init__(self, cfg: ModelConfig, task: TaskInfo, t5_config: dict[str, Any] | None = None):
         super().__init__()

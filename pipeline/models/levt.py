@@ -14,13 +14,14 @@ deletions (a uniformly random number of tokens kept, chosen at random), with the
 placeholders for the token head; deletion learns on that canvas filled with the model's own
 greedy token predictions, against the expert deletions back to the target. The paper's other
 roll-in branch (deletion on the initial canvas) is dropped: decoding starts from an empty canvas,
-which has nothing to delete.
+which has nothing to delete. The insertion and token canvases share one decoder pass; the
+deletion canvas needs the token predictions, so it gets a second one.
 
 Decoding (paper §3.3) starts from `[BOS EOS]` and repeats delete -> insert placeholders -> fill
-tokens until a candidate's output stops changing or `max_iterations` is reached. Deletion is
-always greedy; candidate sets get their diversity from sampling the placeholder counts and/or the
-tokens at a temperature with each candidate's own generator (`sampling`); `greedy` is the
-quality decode. Notation: B batch, N candidates (B x seeds), L length, D d_model, V vocabulary,
+tokens until a candidate's output stops changing or `max_iterations` is reached (the paper's
+penalty on empty placeholders is not implemented). Deletion is always greedy; candidate sets
+get their diversity from sampling the placeholder counts and/or the tokens at a temperature
+with each candidate's own generator (`sampling`); `greedy` is the quality decode. Notation: B batch, N candidates (B x seeds), L length, D d_model, V vocabulary,
 K max placeholders per slot.
 """
 
@@ -36,7 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pipeline.models.base import Batch, GenerationOutput, Pair, Seq2Seq, TaskInfo, candidate_generator
-from pipeline.models.levt_oracle import apply_deletions, apply_insertions, expert_edits
+from pipeline.models.levt_oracle import ExpertEdits, apply_deletions, apply_insertions, expert_edits
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,7 @@ class DecodeConfig:
     taken greedily: the placeholder counts, the tokens, both, or nothing."""
 
     sampling: Literal["greedy", "insertions", "tokens", "both"] = "both"
-    temperature: float = 1.0
+    temperature: float = 0.3  # at 1.0 the embedded demo's candidates lose most of their BLEU
     max_iterations: int = 10
     record_fractions: list[float] = field(default_factory=list)
 
@@ -87,6 +88,8 @@ def _masked_mean(values: Tensor, mask: Tensor) -> Tensor:
 
 class LevenshteinTransformer(Seq2Seq):
     """Encoder-decoder with deletion, placeholder-insertion and token heads (see module doc)."""
+
+    family = "levt"
 
     def __init__(self, cfg: ModelConfig, task: TaskInfo):
         super().__init__()
@@ -164,8 +167,14 @@ class LevenshteinTransformer(Seq2Seq):
         memory, memory_pad = self.encode(batch["src"], batch["src_len"])
         targets = self._unpad(batch["trg"], batch["trg_len"])
         rolled_in = [self._random_deletion(t) for t in targets]
-        ins_loss, canvas, canvas_pad = self._insertion_loss(rolled_in, targets, memory, memory_pad)
-        tok_loss, filled = self._token_loss(canvas, canvas_pad, batch["trg"], memory, memory_pad)
+        edits = [expert_edits(seq, trg) for seq, trg in zip(rolled_in, targets)]
+        placed = [apply_insertions(seq, e.insert, self.plh_id) for seq, e in zip(rolled_in, edits)]
+        # One decoder pass for both canvases: they are known before any prediction is made.
+        ids, pad = self._canvas(rolled_in + placed, memory.device)
+        states = self.decode_states(ids, pad, memory.repeat(2, 1, 1), memory_pad.repeat(2, 1))
+        num = len(targets)
+        ins_loss = self._insertion_loss(states[:num], pad[:num], edits)
+        tok_loss, filled = self._token_loss(states[num:], ids[num:], batch["trg"])
         del_loss = self._deletion_loss(self._unpad(filled, batch["trg_len"]), targets, memory, memory_pad)
         return {"loss": ins_loss + tok_loss + del_loss, "insertion": ins_loss, "token": tok_loss,
                 "deletion": del_loss}
@@ -177,28 +186,24 @@ class LevenshteinTransformer(Seq2Seq):
         keep = sorted(torch.randperm(len(target))[:num_keep].tolist())
         return [target[i] for i in keep]
 
-    def _insertion_loss(self, rolled_in: list[list[int]], targets: list[list[int]], memory: Tensor,
-                        memory_pad: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """CE of the expert's placeholder counts on the rolled-in canvases; also returns the
-        canvases with the expert's placeholders (N, L) and their padding mask (N, L)."""
-        device = memory.device
-        edits = [expert_edits(seq, trg) for seq, trg in zip(rolled_in, targets)]
-        ids, pad = self._canvas(rolled_in, device)
-        logits = self.insertion_logits(self.decode_states(ids, pad, memory, memory_pad))
+    def _insertion_loss(self, states: Tensor, pad: Tensor, edits: list[ExpertEdits]) -> Tensor:
+        """CE of the expert's placeholder counts (capped at K) on the rolled-in canvases.
+
+        Args:
+            states: (N, L, D) decoder states of the rolled-in canvases; pad: (N, L) their padding.
+        """
+        logits = self.insertion_logits(states)                        # (N, L-1, K+1)
         counts = torch.zeros(logits.shape[:2], dtype=torch.long)
         for n, edit in enumerate(edits):
             counts[n, : len(edit.insert)] = torch.tensor(edit.insert).clamp(max=self.cfg.max_insertions)
         slot_mask = ~pad[:, 1:]  # slot j is valid while position j+1 is inside the canvas
-        ce = F.cross_entropy(logits.transpose(1, 2), counts.to(device), reduction="none")
-        placed = [apply_insertions(seq, e.insert, self.plh_id) for seq, e in zip(rolled_in, edits)]
-        canvas, canvas_pad = self._canvas(placed, device)
-        return _masked_mean(ce, slot_mask), canvas, canvas_pad
+        ce = F.cross_entropy(logits.transpose(1, 2), counts.to(logits.device), reduction="none")
+        return _masked_mean(ce, slot_mask)
 
-    def _token_loss(self, canvas: Tensor, pad: Tensor, target: Tensor, memory: Tensor,
-                    memory_pad: Tensor) -> tuple[Tensor, Tensor]:
-        """CE of the target's tokens at the placeholders; also returns the canvas filled with the
-        model's greedy predictions (N, L), the deletion head's roll-in."""
-        logits = self.token_logits(self.decode_states(canvas, pad, memory, memory_pad))
+    def _token_loss(self, states: Tensor, canvas: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+        """CE of the target's tokens at the placeholders of the expert canvas (N, L); also returns
+        that canvas filled with the model's greedy predictions, the deletion head's roll-in."""
+        logits = self.token_logits(states)                            # (N, L, V)
         is_plh = canvas == self.plh_id
         target = target[:, : canvas.shape[1]]  # the expert canvas is the target, placeholders aside
         ce = F.cross_entropy(logits.transpose(1, 2), target, reduction="none",

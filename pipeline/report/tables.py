@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import Config
-from pipeline.io import atomic_file
+from pipeline.io import atomic_file, write_json
 from pipeline.report import plots
 from pipeline.stages import STAGES
 
@@ -171,15 +171,27 @@ def render_report(cfg: Config, by_task: dict[str, list[dict[str, Any]]]) -> str:
     return "\n".join(parts)
 
 
-def write_report(cfg: Config, tables_path: Path, figures_dir: Path) -> None:
-    """Write results/tables.md and the figures, each atomically, from the metrics JSONs.
+def mbr_curve_records(by_task: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """BLEU of the MBR output per candidate-set size, one record per (task, system, size): the
+    data of `dvc plots show` (the same numbers as bleu_vs_candidates.png)."""
+    return [{"task": task, "system": m["system"], "size": int(size), "bleu": q["bleu"]}
+            for task, rows in by_task.items() for m in rows
+            for size, q in sorted(m.get("mbr", {}).items(), key=lambda item: int(item[0]))]
+
+
+def write_report(cfg: Config, tables_path: Path, figures_dir: Path,
+                 curves_path: Path | None = None) -> None:
+    """Write results/tables.md, the figures and the plot data, each atomically, from the metrics.
 
     Args:
         cfg: the parameter file (which (task, system) cells to show, and the run settings).
         tables_path: the markdown file to write.
         figures_dir: the folder of PNG figures (replaced as a whole).
+        curves_path: JSON records of BLEU vs candidate-set size (for `dvc plots`), if wanted.
     """
     by_task = load_metrics(cfg)
     plots.write_figures(by_task, Path(figures_dir))
+    if curves_path is not None:
+        write_json(Path(curves_path), mbr_curve_records(by_task))
     with atomic_file(Path(tables_path)) as handle:
         handle.write(render_report(cfg, by_task))

@@ -10,6 +10,7 @@ import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast, T5Config, T5ForConditionalGeneration
 
+from pipeline.checkpoint import load_model, save_model
 from pipeline.config import TrainConfig
 from pipeline.data.dataset import load_tokenizer
 from pipeline.models import gpvae
@@ -115,6 +116,16 @@ def test_candidates_are_reproducible_alone_and_batched(latent):
     assert all(len(c) <= 6 and TASK.pad_id not in c for row in together.ids for c in row)
 
 
+def test_saves_and_reloads_through_the_checkpoint_folder(tmp_path):
+    model = tiny().eval()
+    save_model(model, tmp_path / "model")
+    rebuilt = load_model(tmp_path / "model")
+    batch = model.collate(toy_pairs(4))
+    decode = gpvae.DecodeConfig(candidates=Search("sample"), max_len=6)
+    assert rebuilt.generate(batch, [1], [0, 1, 2, 3], decode).ids == model.generate(batch, [1], [0, 1, 2, 3], decode).ids
+    assert model.export_config()["pretrained"] is False
+
+
 def test_rejects_searches_it_cannot_run():
     with pytest.raises(ValueError, match="diverse_beam"):
         gpvae.DecodeConfig(candidates=Search("diverse_beam"))
@@ -131,7 +142,8 @@ def t5_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("t5")
     word_level = Tokenizer(models.WordLevel(unk_token="<unk>"))
     word_level.pre_tokenizer = pre_tokenizers.Whitespace()
-    word_level.train_from_iterator(SENTENCES, trainers.WordLevelTrainer(special_tokens=["<pad>", "</s>", "<unk>"]))
+    specials = ["<pad>", "</s>", "<unk>"]  # T5's ids 0, 1, 2
+    word_level.train_from_iterator(SENTENCES, trainers.WordLevelTrainer(special_tokens=specials))
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=word_level, pad_token="<pad>", eos_token="</s>",
                                         unk_token="<unk>")
     tokenizer.save_pretrained(folder)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from pipeline.checkpoint import load_model, save_model
 from pipeline.config import TrainConfig
 from pipeline.models import levt
 from pipeline.models.base import TaskInfo
@@ -86,13 +87,13 @@ def test_clip_counts_caps_the_canvas_length():
     assert model._clip_counts([1, 1], num_tokens=6) == [0, 0]
 
 
-def test_rebuilds_from_export():
+def test_saves_and_reloads_through_the_checkpoint_folder(tmp_path):
     model = tiny().eval()
-    rebuilt = levt.from_export(model.export_config())
-    rebuilt.load_state_dict(model.state_dict())
+    save_model(model, tmp_path / "model")
+    rebuilt = load_model(tmp_path / "model")
     batch = model.collate(toy_pairs(4))
     torch.manual_seed(3)
     expected = model.loss(batch)["loss"]
     torch.manual_seed(3)
-    assert torch.equal(rebuilt.eval().loss(batch)["loss"], expected)
+    assert torch.equal(rebuilt.loss(batch)["loss"], expected)
     assert model.export_config()["pretrained"] is False
