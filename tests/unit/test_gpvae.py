@@ -122,7 +122,8 @@ def test_saves_and_reloads_through_the_checkpoint_folder(tmp_path):
     rebuilt = load_model(tmp_path / "model")
     batch = model.collate(toy_pairs(4))
     decode = gpvae.DecodeConfig(candidates=Search("sample"), max_len=6)
-    assert rebuilt.generate(batch, [1], [0, 1, 2, 3], decode).ids == model.generate(batch, [1], [0, 1, 2, 3], decode).ids
+    expected = model.generate(batch, [1], [0, 1, 2, 3], decode).ids
+    assert rebuilt.generate(batch, [1], [0, 1, 2, 3], decode).ids == expected
     assert model.export_config()["pretrained"] is False
 
 
