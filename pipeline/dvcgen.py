@@ -30,7 +30,7 @@ def dvc_stage(cfg: Config, stage: str, cell: dict[str, str]) -> dict[str, Any]:
     entry: dict[str, Any] = {
         "cmd": stages.cli_command(cfg, stage, **cell),
         "deps": sorted({str(p) for p in stages.stage_inputs(cfg, stage, **cell).values()}
-                       | set(stages.code_files(stage))),
+                       | set(stages.code_files(cfg, stage, **cell))),
         "params": [{cfg.path: stages.param_keys(cfg, stage, **cell)}],
     }
     plain = [str(p) for role, p in outs.items() if role not in spec.metrics + spec.plots]

@@ -7,6 +7,7 @@ depends only on its grid cell (task, system).
 
 from __future__ import annotations
 
+import ast
 import functools
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +30,7 @@ class Stage:
     wildcards: tuple[str, ...]
     deps: dict[str, str]                        # role -> path template
     outs: dict[str, str]                        # role -> path template
-    code: tuple[str, ...] = ()                  # sources whose edits must trigger a rerun
+    code: tuple[str, ...] = ()                  # entry modules; their pipeline imports count too
     metrics: tuple[str, ...] = ()               # roles among outs that are metrics files
     plots: tuple[str, ...] = ()                 # roles among outs that are plot data (dvc plots)
     directories: tuple[str, ...] = ()           # roles among outs that are folders
@@ -45,29 +46,28 @@ class Stage:
         return self.paths(self.outs, **cell)
 
 
-COMMON_CODE = ("pipeline/config.py", "pipeline/stages.py", "pipeline/__main__.py")
+# Every job runs the CLI (its own file; its per-stage imports are the stages' business) and these.
+COMMON_CODE = ("pipeline.config", "pipeline.stages", "pipeline.io", "pipeline.tracking",
+               "pipeline.provenance")
+CLI_FILE = "pipeline/__main__.py"
 
 STAGES: dict[str, Stage] = {s.name: s for s in [
     Stage("download", ("task",), deps={}, outs={"raw": RAW},
-          code=("pipeline/data/download.py", "pipeline/data/synthetic.py", "pipeline/data/jsonl.py"),
-          directories=("raw",)),
+          code=("pipeline.data.download",), directories=("raw",)),
     Stage("prepare", ("task",), deps={"raw": RAW}, outs={"data": PROCESSED},
-          code=("pipeline/data",), directories=("data",)),
+          code=("pipeline.data.prepare",), directories=("data",)),
     Stage("train", ("task", "system"), deps={"data": PROCESSED}, outs={"model": f"{RUN}/model"},
-          code=("pipeline/train.py", "pipeline/models", "pipeline/diffusion", "pipeline/checkpoint.py"),
-          directories=("model",)),
+          code=("pipeline.train",), directories=("model",)),
     Stage("sample", ("task", "system"), deps={"data": PROCESSED, "model": f"{RUN}/model"},
           outs={"samples": f"{RUN}/samples"},
-          code=("pipeline/generate.py", "pipeline/models", "pipeline/diffusion", "pipeline/text.py"),
-          directories=("samples",)),
+          code=("pipeline.generate",), directories=("samples",)),
     Stage("evaluate", ("task", "system"), deps={"samples": f"{RUN}/samples", "data": PROCESSED},
           outs={"metrics": f"{RUN}/metrics.json"},
-          code=("pipeline/evaluate.py", "pipeline/metrics.py", "pipeline/decoding", "pipeline/text.py"),
-          metrics=("metrics",)),
+          code=("pipeline.evaluate",), metrics=("metrics",)),
     Stage("report", (), deps={},
           outs={"tables": "results/tables.md", "figures": "results/figures",
                 "curves": "results/plots/bleu_vs_candidates.json"},
-          code=("pipeline/report",), directories=("figures",), plots=("curves",)),
+          code=("pipeline.report.tables",), directories=("figures",), plots=("curves",)),
 ]}
 
 
@@ -128,16 +128,45 @@ def cli_command(cfg: Config, stage: str, **cell: str) -> str:
     return f"{launcher(cfg, stage, **cell)} {stage} --params {cfg.path}{args}"
 
 
-def code_files(stage: str, root: Path = Path(".")) -> list[str]:
-    """The source files a stage depends on (folders expanded), so code edits trigger reruns."""
-    files: list[str] = []
-    for entry in (*COMMON_CODE, *STAGES[stage].code):
-        path = root / entry
-        if path.is_dir():
-            files += sorted(str(p.relative_to(root)) for p in path.rglob("*.py"))
-        elif path.exists():
-            files.append(entry)
-    return files
+def code_files(cfg: Config, stage: str, root: Path = Path("."), **cell: str) -> list[str]:
+    """The source files a job runs: its entry modules (and, for train and sample, the system's
+    model family) with every pipeline module they import, so an edit reruns exactly the jobs
+    whose code changed (editing LevT never retrains DiffuSeq)."""
+    modules = [*COMMON_CODE, *STAGES[stage].code]
+    if stage in ("train", "sample") and "system" in cell:
+        from pipeline.models.registry import FAMILIES
+
+        modules.append(FAMILIES[cfg.systems[cell["system"]].family][0])
+    return sorted({CLI_FILE, *(str(p) for p in _import_closure(tuple(modules), root))})
+
+
+@functools.lru_cache(maxsize=64)
+def _import_closure(modules: tuple[str, ...], root: Path) -> set[Path]:
+    """The files of `modules` and of every `pipeline` module they import (static, any depth)."""
+    seen: set[Path] = set()
+    todo = list(modules)
+    while todo:
+        path = _module_file(todo.pop(), root)
+        if path is None or path in seen:
+            continue
+        seen.add(path)
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                todo += [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                todo += [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+    return seen
+
+
+def _module_file(module: str, root: Path) -> Path | None:
+    """pipeline.a.b -> pipeline/a/b.py (or its package's __init__.py); None outside pipeline."""
+    if module.split(".")[0] != "pipeline":
+        return None
+    base = root / Path(*module.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
 
 
 def param_keys(cfg: Config, stage: str, **cell: str) -> list[str]:

@@ -38,6 +38,7 @@ from torch import Tensor, nn
 
 from pipeline.models.base import Batch, GenerationOutput, Pair, Seq2Seq, TaskInfo, candidate_generator
 from pipeline.models.levt_oracle import ExpertEdits, apply_deletions, apply_insertions, expert_edits
+from pipeline.models.transformer import sinusoidal_positions
 
 
 @dataclass(frozen=True)
@@ -68,16 +69,6 @@ class DecodeConfig:
     def quality_decode(self) -> DecodeConfig:
         """The deterministic decode of the table's quality columns: everything greedy."""
         return dataclasses.replace(self, sampling="greedy")
-
-
-def sinusoidal_positions(length: int, dim: int) -> Tensor:
-    """The Transformer's fixed position encoding, (length, dim)."""
-    pos = torch.arange(length, dtype=torch.float32)[:, None]
-    freq = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
-    table = torch.zeros(length, dim)
-    table[:, 0::2] = torch.sin(pos * freq)
-    table[:, 1::2] = torch.cos(pos * freq[: dim // 2])
-    return table
 
 
 def _masked_mean(values: Tensor, mask: Tensor) -> Tensor:

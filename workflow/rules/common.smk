@@ -27,7 +27,7 @@ def rule_inputs(stage):
     def inputs(wildcards):
         cell = {w: wildcards[w] for w in S.STAGES[stage].wildcards}
         deps = {role: str(path) for role, path in S.stage_inputs(CFG, stage, **cell).items()}
-        deps["code"] = S.code_files(stage)
+        deps["code"] = S.code_files(CFG, stage, **cell)
         return deps
 
     return inputs
@@ -64,3 +64,14 @@ def rule_gpus(stage):
         return max(CFG.compute.gpus_per_job, train.num_processes if train else 1)
 
     return gpus
+
+
+def rule_priority(stage):
+    """Longest training first (its step count as the proxy), so two cores finish together."""
+
+    def priority(wildcards):
+        if stage != "train":
+            return 0
+        return CFG.systems[wildcards.system].train.steps
+
+    return priority

@@ -16,6 +16,7 @@ for _name in S.STAGES:
         log:
             rule_log(_name),
         threads: rule_threads(_name)
+        priority: rule_priority(_name)
         resources:
             mem_mb=CFG.compute.mem_mb,
             runtime=CFG.compute.runtime_min,
