@@ -1,5 +1,6 @@
 """One DAG, two engines: Snakemake and DVC plan exactly the same commands."""
 
+import json
 import re
 from pathlib import Path
 
@@ -16,15 +17,21 @@ REPO = Path(__file__).resolve().parents[1]
 def _snakemake_commands(work: Path, params: str) -> set[str]:
     out = snakemake(work, params, "-n", "-p")
     assert out.returncode == 0, out.stderr[-3000:]
-    return {re.sub(r"\s+>\s+logs/\S+ 2>&1$", "", line.strip())
-            for line in out.stdout.splitlines()
-            if re.match(r"\s*(python -m pipeline|torchrun) ", line)}
+    commands = (re.sub(r"^Shell command: ", "", line.strip()) for line in out.stdout.splitlines())
+    return {re.sub(r"\s+>\s+logs/\S+ 2>&1$", "", cmd) for cmd in commands
+            if re.match(r"(python -m pipeline|torchrun) ", cmd)}
 
 
 def _dvc_commands(work: Path) -> set[str]:
-    out = dvc(work, "repro", "--dry")
+    """The commands of the stages `dvc status` says must run (`dvc repro --dry` cannot plan past a
+    stage whose inputs do not exist yet), as DVC itself reads them from dvc.yaml."""
+    from dvc.repo import Repo
+
+    out = dvc(work, "status", "--json")
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
-    return {line[2:].strip() for line in out.stdout.splitlines() if line.startswith("> ")}
+    pending = set(json.loads(out.stdout))
+    with Repo(str(work)) as repo:
+        return {stage.cmd for stage in repo.index.stages if stage.name in pending}
 
 
 @pytest.mark.parametrize("params", ["params/default.yaml", "params/paper.yaml"])
