@@ -38,6 +38,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/bench_eval.py
 	$(PY) bench/bench_diffuseq.py --quick
+	$(PY) bench/bench_samplers.py
 
 dvc-yaml: $(STAMP)
 	$(PY) -m pipeline dvc-yaml --params $(PARAMS)

@@ -56,7 +56,7 @@ def test_dvc_repro_gives_the_same_numbers(snakemake_run, tmp_path):
     params = (work / PARAMS).read_text().replace("max_iterations: 3", "max_iterations: 4")
     (work / PARAMS).write_text(params)
     status = dvc(work, "status", "--json")
-    assert set(json.loads(status.stdout)) == {"sample-minipara-levt", "evaluate-minipara-levt", "report"}
+    assert set(json.loads(status.stdout)) == {"sample-tinypara-levt", "evaluate-tinypara-levt", "report"}
 
 
 def test_mlflow_ui_lists_the_runs_of_the_finished_pipeline(snakemake_run):

@@ -16,14 +16,14 @@ from tests.helpers.project import BIN, engine_env, project_copy, snakemake
 
 pytestmark = pytest.mark.slow
 PARAMS = "params/resume.yaml"
-MODEL = "results/minipara/diffuseq/model"
+MODEL = "results/tinypara/diffuseq/model"
 
 
 def _resume_project(dest: Path) -> Path:
     """The tiny configuration with only DiffuSeq, trained long enough to be killed midway."""
     work = project_copy(dest, "params/tiny.yaml")
     params = yaml.safe_load((work / "params/tiny.yaml").read_text())
-    params["tasks"]["minipara"]["systems"] = ["diffuseq"]
+    params["tasks"]["tinypara"]["systems"] = ["diffuseq"]
     params["systems"] = {"diffuseq": params["systems"]["diffuseq"]}
     params["systems"]["diffuseq"]["train"].update(steps=60, checkpoint_every=5, eval_every=30)
     (work / PARAMS).write_text(yaml.safe_dump(params))
@@ -31,7 +31,7 @@ def _resume_project(dest: Path) -> Path:
 
 
 def _states(work: Path) -> list[Path]:
-    return sorted((work / "results/minipara/diffuseq/train_state").glob("step-*"))
+    return sorted((work / "results/tinypara/diffuseq/train_state").glob("step-*"))
 
 
 def test_killed_pipeline_resumes_training_and_matches_an_uninterrupted_run(tmp_path):
@@ -50,15 +50,15 @@ def test_killed_pipeline_resumes_training_and_matches_an_uninterrupted_run(tmp_p
     os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C to the whole pipeline
     proc.wait(timeout=120)
     assert not (work / MODEL).exists()
-    raw_mtime = (work / "data/processed/minipara/stats.json").stat().st_mtime
+    raw_mtime = (work / "data/processed/tinypara/stats.json").stat().st_mtime
 
     rerun = snakemake(work, PARAMS, MODEL)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
-    log = (work / "logs/train/minipara_diffuseq.log").read_text()
+    log = (work / "logs/train/tinypara_diffuseq.log").read_text()
     resumed = re.search(r"resumed from .*step-0*(\d+) \(step (\d+)\)", log)
     assert resumed and int(resumed.group(2)) >= 15, log[-2000:]
     assert "rule prepare" not in rerun.stdout + rerun.stderr
-    assert (work / "data/processed/minipara/stats.json").stat().st_mtime == raw_mtime
+    assert (work / "data/processed/tinypara/stats.json").stat().st_mtime == raw_mtime
     weights = load_file(work / MODEL / "model.safetensors")
     expected = load_file(reference / MODEL / "model.safetensors")
     assert weights.keys() == expected.keys()
@@ -68,13 +68,13 @@ def test_killed_pipeline_resumes_training_and_matches_an_uninterrupted_run(tmp_p
 def test_a_failing_stage_leaves_no_output_and_a_rerun_redoes_it(tmp_path):
     work = _resume_project(tmp_path / "project")
     params = yaml.safe_load((work / PARAMS).read_text())
-    params["tasks"]["minipara"]["source"] = {"kind": "local", "uri": str(tmp_path / "missing")}
+    params["tasks"]["tinypara"]["source"] = {"kind": "local", "uri": str(tmp_path / "missing")}
     (work / PARAMS).write_text(yaml.safe_dump(params))
-    out = snakemake(work, PARAMS, "data/processed/minipara")
+    out = snakemake(work, PARAMS, "data/processed/tinypara")
     assert out.returncode != 0
-    assert not (work / "data/raw/minipara").exists()
-    assert not list((work / "data/raw").glob(".minipara*")) if (work / "data/raw").exists() else True
-    log = (work / "logs/download/minipara.log").read_text()
+    assert not (work / "data/raw/tinypara").exists()
+    assert not (work / "data/raw").exists() or not list((work / "data/raw").glob(".tinypara*"))
+    log = (work / "logs/download/tinypara.log").read_text()
     assert str(tmp_path / "missing") in log
 
 
