@@ -70,12 +70,16 @@ def _cell_tags(cfg: Config, stage: str, task: str, system: str) -> dict[str, str
 
 
 def train(cfg: Config, task: str, system: str) -> None:
+    from pipeline import checkpoint
     from pipeline.train import train_system
 
     paths = stages.stage_inputs(cfg, "train", task=task, system=system)
     out = stages.STAGES["train"].outputs(task=task, system=system)["model"]
     state = Path(stages.TRAIN_STATE.format(task=task, system=system))
-    if not _is_rank_zero():
+    if _is_rank_zero():  # other ranks read the state only after the process group has formed
+        checkpoint.claim_state_dir(state, provenance.job_fingerprint(cfg, "train", task=task,
+                                                                     system=system))
+    else:
         train_system(cfg, task, system, paths["data"], out, state)
         return
     with stage_run(cfg, "train", task, system, _cell_tags(cfg, "train", task, system)) as tracker:

@@ -17,6 +17,7 @@ numbers only, so it loads with `torch.load(weights_only=True)`.
 from __future__ import annotations
 
 import json
+import logging
 import random
 import re
 import shutil
@@ -30,6 +31,8 @@ from torch import Tensor
 
 from pipeline.io import atomic_dir, write_json
 from pipeline.models.base import Seq2Seq
+
+LOG = logging.getLogger(__name__)
 
 STATE_NAME = re.compile(r"^step-(\d{8})$")
 
@@ -111,6 +114,26 @@ def restore_rng(state: dict[str, Tensor]) -> None:
 
 
 # --- training state -------------------------------------------------------------------------------
+
+def claim_state_dir(state_dir: Path, fingerprint: str) -> bool:
+    """Make `state_dir` hold only training states of the job identified by `fingerprint`.
+
+    A rerun after a kill finds its own states and resumes; a rerun because the parameters, data or
+    code changed must not resume from states of the old job, so those are deleted.
+
+    Returns:
+        True if states of another job were discarded.
+    """
+    marker = Path(state_dir) / "fingerprint.txt"
+    stale = marker.is_file() and marker.read_text().strip() != fingerprint
+    if stale:
+        LOG.warning("%s holds training states of other parameters, data or code: starting afresh",
+                    state_dir)
+        shutil.rmtree(state_dir)
+    Path(state_dir).mkdir(parents=True, exist_ok=True)
+    marker.write_text(fingerprint + "\n")
+    return stale
+
 
 def latest_state(state_dir: Path) -> Path | None:
     """The newest complete training state folder in `state_dir`, or None."""

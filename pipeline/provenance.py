@@ -63,3 +63,16 @@ def record(cfg: Config, stage: str, task: str | None = None, system: str | None 
         "data_sha256": data_checksum(processed_dir) if processed_dir else None,
         "python": platform.python_version(), "torch": torch.__version__,
     }
+
+
+def job_fingerprint(cfg: Config, stage: str, **cell: str) -> str:
+    """Identity of one job: the parameter keys it reads, its input data and its code files. A
+    training state may only be resumed by a job with the same fingerprint."""
+    from pipeline import stages
+
+    digest = hashlib.sha256(stages.params_digest(cfg, stage, **cell).encode())
+    if "task" in cell:
+        digest.update(str(data_checksum(Path(stages.PROCESSED.format(task=cell["task"])))).encode())
+    for path in stages.code_files(cfg, stage, **cell):
+        digest.update(path.encode() + Path(path).read_bytes())
+    return digest.hexdigest()[:16]

@@ -80,3 +80,16 @@ def test_training_states_keep_the_newest_two_and_restore_the_optimizer(tmp_path)
     assert torch.equal(fresh.head.weight, model.head.weight)
     exp_avg = optimizer.state_dict()["state"][0]["exp_avg"]
     assert torch.equal(fresh_opt.state_dict()["state"][0]["exp_avg"], exp_avg)
+
+
+def test_state_dir_is_kept_for_the_same_job_and_cleared_for_another(tmp_path):
+    from pipeline.checkpoint import claim_state_dir
+
+    state = tmp_path / "train_state"
+    assert not claim_state_dir(state, "job-a")
+    (state / "step-00000010").mkdir()
+    assert not claim_state_dir(state, "job-a")  # a rerun after a kill resumes
+    assert (state / "step-00000010").is_dir()
+    assert claim_state_dir(state, "job-b")      # other parameters, data or code: start afresh
+    assert not (state / "step-00000010").exists()
+    assert (state / "fingerprint.txt").read_text().strip() == "job-b"
