@@ -1,6 +1,6 @@
-"""The command line: one subcommand per stage; the only code that reads argv.
+"""DiffuSeq reproduction pipeline: one subcommand per stage of the DAG, plus tools.
 
-Each stage takes a parameter file and its grid cell, resolves its paths from `pipeline.stages`,
+The only code that reads argv. Each stage takes a parameter file and its grid cell, resolves its paths from `pipeline.stages`,
 opens a tracking run and calls one function. Snakemake and DVC call exactly these commands.
 """
 
@@ -173,6 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from pipeline.data.download import DownloadError
+    from pipeline.data.jsonl import DataError
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     args = build_parser().parse_args(argv)
     try:
@@ -183,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         cell = {w: getattr(args, w) for w in stages.STAGES[args.command].wildcards}
         _check_cell(cfg, cell.get("task"), cell.get("system"))
         STAGE_FUNCTIONS[args.command](cfg, **cell)
-    except ConfigError as exc:
+    except (ConfigError, DataError, DownloadError) as exc:  # bad input: its message says where
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0
