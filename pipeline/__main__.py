@@ -183,6 +183,9 @@ def main(argv: list[str] | None = None) -> int:
             args.tool(args)
             return 0
         cfg = load_config(args.params)
+        # Before torch is imported: the same thread count under every engine (Snakemake sets it
+        # from the rule's threads, DVC does not), so numbers do not depend on the engine.
+        os.environ.setdefault("OMP_NUM_THREADS", str(cfg.compute.threads))
         cell = {w: getattr(args, w) for w in stages.STAGES[args.command].wildcards}
         _check_cell(cfg, cell.get("task"), cell.get("system"))
         STAGE_FUNCTIONS[args.command](cfg, **cell)
