@@ -18,15 +18,9 @@ from pipeline.models.ar_decoding import Search
 from pipeline.models.base import TaskInfo
 from pipeline.text import decode_ids, normalize
 from pipeline.train import fit
+from tests.helpers.toy_pairs import TASK, toy_pairs
 
 torch.set_num_threads(1)
-TASK = TaskInfo(vocab_size=40, seq_len=12, pad_id=0, cls_id=2, sep_id=3, unk_id=1, tokenizer_dir="")
-
-
-def toy_pairs(count: int = 16, seed: int = 0):
-    rng = np.random.default_rng(seed)
-    return [(rng.integers(5, 40, rng.integers(1, 8)), rng.integers(5, 40, rng.integers(1, 7)))
-            for _ in range(count)]
 
 
 def tiny(**kw) -> gpvae.GPVAET5:

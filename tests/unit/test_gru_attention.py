@@ -2,25 +2,17 @@
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from pipeline import checkpoint
 from pipeline.config import TrainConfig
 from pipeline.models import gru_attention
 from pipeline.models.ar_decoding import DecodeConfig, Search
-from pipeline.models.base import TaskInfo
 from pipeline.train import fit
+from tests.helpers.toy_pairs import TASK, toy_pairs
 
 torch.set_num_threads(1)
-TASK = TaskInfo(vocab_size=40, seq_len=12, pad_id=0, cls_id=2, sep_id=3, unk_id=1, tokenizer_dir="")
 CFG = gru_attention.ModelConfig(embed_dim=32, hidden_dim=32, attention_dim=32, dropout=0.0)
-
-
-def toy_pairs(count: int = 16, seed: int = 0):
-    rng = np.random.default_rng(seed)
-    return [(rng.integers(5, 40, rng.integers(1, 8)), rng.integers(5, 40, rng.integers(1, 7)))
-            for _ in range(count)]
 
 
 def tiny():

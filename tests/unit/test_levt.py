@@ -3,24 +3,16 @@ budget, never emits a placeholder or exceeds max_len, and candidates are reprodu
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from pipeline.checkpoint import load_model, save_model
 from pipeline.config import TrainConfig
 from pipeline.models import levt
-from pipeline.models.base import TaskInfo
 from pipeline.train import fit
+from tests.helpers.toy_pairs import TASK, toy_pairs
 
 torch.set_num_threads(1)
-TASK = TaskInfo(vocab_size=40, seq_len=12, pad_id=0, cls_id=2, sep_id=3, unk_id=1, tokenizer_dir="")
 SPECIALS = {TASK.pad_id, TASK.cls_id, TASK.sep_id}
-
-
-def toy_pairs(count: int = 16, seed: int = 0):
-    rng = np.random.default_rng(seed)
-    return [(rng.integers(5, 40, rng.integers(1, 8)), rng.integers(5, 40, rng.integers(1, 7)))
-            for _ in range(count)]
 
 
 def tiny(**kw) -> levt.LevenshteinTransformer:
