@@ -49,7 +49,14 @@ def test_dvc_repro_gives_the_same_numbers(snakemake_run, tmp_path):
     work = project_copy(tmp_path / "project", PARAMS)
     out = dvc(work, "repro")
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    assert _table_numbers(work) == _table_numbers(snakemake_run)
+    dvc_numbers, snake_numbers = _table_numbers(work), _table_numbers(snakemake_run)
+    # Identical, except BERTScore's float32 model arithmetic, which may differ in the 8th digit
+    # between two processes (kernel choice), far below the 4 digits the table shows.
+    assert dvc_numbers.keys() == snake_numbers.keys()
+    for cell, numbers in snake_numbers.items():
+        bert = numbers.pop("bertscore"), dvc_numbers[cell].pop("bertscore")
+        assert numbers == dvc_numbers[cell], cell
+        assert bert[0] == pytest.approx(bert[1], abs=1e-6), cell
     shown = dvc(work, "metrics", "show", "--json")
     assert shown.returncode == 0 and "metrics.json" in shown.stdout
     # A parameter change marks exactly the stages that read it.
