@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ast
 import functools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -34,7 +34,6 @@ class Stage:
     metrics: tuple[str, ...] = ()               # roles among outs that are metrics files
     plots: tuple[str, ...] = ()                 # roles among outs that are plot data (dvc plots)
     directories: tuple[str, ...] = ()           # roles among outs that are folders
-    persistent: tuple[str, ...] = field(default=())  # folders kept across reruns (resume state)
 
     def paths(self, role_paths: dict[str, str], **cell: str) -> dict[str, Path]:
         return {role: Path(template.format(**cell)) for role, template in role_paths.items()}
