@@ -12,3 +12,16 @@ def toy_pairs(count: int = 16, seed: int = 0):
     rng = np.random.default_rng(seed)
     return [(rng.integers(5, 40, rng.integers(1, 8)), rng.integers(5, 40, rng.integers(1, 7)))
             for _ in range(count)]
+
+
+def overfit(model, state_dir, *, steps: int, lr: float, warmup_steps: int = 0):
+    """Train `model` on the 16 toy pairs through the shared trainer (the overfitting check every
+    family runs). Returns (model in eval mode, the pairs, their batch)."""
+    from pipeline.config import TrainConfig
+    from pipeline.train import fit
+
+    pairs = toy_pairs()
+    cfg = TrainConfig(steps=steps, batch_size=16, micro_batch=16, lr=lr, warmup_steps=warmup_steps,
+                      grad_clip=1.0, seed=1, checkpoint_every=1000, eval_every=1000)
+    model = fit(model, pairs, None, cfg, state_dir, progress=False).eval()
+    return model, pairs, model.collate(pairs)

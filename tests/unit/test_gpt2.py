@@ -10,14 +10,12 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import GPT2Config, GPT2LMHeadModel, GPT2TokenizerFast
 
 from pipeline import checkpoint
-from pipeline.config import TrainConfig
 from pipeline.data.dataset import load_tokenizer
 from pipeline.models import gpt2
 from pipeline.models.ar_decoding import DecodeConfig, Search
 from pipeline.models.base import TaskInfo
 from pipeline.text import normalize
-from pipeline.train import fit
-from tests.helpers.toy_pairs import TASK, toy_pairs
+from tests.helpers.toy_pairs import TASK, overfit, toy_pairs
 
 torch.set_num_threads(1)
 SENTENCES = ["how do i learn python quickly ?", "what is the best way to learn python ?",
@@ -50,11 +48,7 @@ def test_loss_is_the_target_nll_alone_without_padding():
 
 
 def test_overfits_sixteen_pairs_and_decodes_them(tmp_path):
-    pairs = toy_pairs()
-    cfg = TrainConfig(steps=100, batch_size=16, micro_batch=16, lr=1e-2, warmup_steps=5,
-                      grad_clip=1.0, seed=1)
-    model = fit(tiny(), pairs, None, cfg, tmp_path, progress=False).eval()
-    batch = model.collate(pairs)
+    model, pairs, batch = overfit(tiny(), tmp_path, steps=100, lr=1e-2, warmup_steps=5)
     with torch.no_grad():
         assert float(model.loss(batch)["loss"].mean()) < 0.01
     out = model.generate(batch, [0], list(range(16)), DecodeConfig(quality=Search("greedy")).quality_decode())

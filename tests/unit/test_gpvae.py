@@ -11,14 +11,12 @@ from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast, T5Config, T5ForConditionalGeneration
 
 from pipeline.checkpoint import load_model, save_model
-from pipeline.config import TrainConfig
 from pipeline.data.dataset import load_tokenizer
 from pipeline.models import gpvae
 from pipeline.models.ar_decoding import Search
 from pipeline.models.base import TaskInfo
 from pipeline.text import decode_ids, normalize
-from pipeline.train import fit
-from tests.helpers.toy_pairs import TASK, toy_pairs
+from tests.helpers.toy_pairs import TASK, overfit, toy_pairs
 
 torch.set_num_threads(1)
 
@@ -84,11 +82,7 @@ def test_decoder_inputs_spread_with_the_latent_scale():
 
 
 def test_overfits_sixteen_pairs_and_decodes_them(tmp_path):
-    pairs = toy_pairs()
-    cfg = TrainConfig(steps=150, batch_size=16, micro_batch=16, lr=1e-2, warmup_steps=10,
-                      grad_clip=1.0, seed=1, checkpoint_every=1000, eval_every=1000)
-    model = fit(tiny(), pairs, None, cfg, tmp_path, progress=False).eval()
-    batch = model.collate(pairs)
+    model, pairs, batch = overfit(tiny(), tmp_path, steps=150, lr=1e-2, warmup_steps=10)
     with torch.no_grad():
         terms = model.loss(batch)
     assert set(terms) == {"loss", "nll", "kl"} and terms["loss"].shape == (16,)

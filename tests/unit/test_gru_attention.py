@@ -5,11 +5,9 @@ from __future__ import annotations
 import torch
 
 from pipeline import checkpoint
-from pipeline.config import TrainConfig
 from pipeline.models import gru_attention
 from pipeline.models.ar_decoding import DecodeConfig, Search
-from pipeline.train import fit
-from tests.helpers.toy_pairs import TASK, toy_pairs
+from tests.helpers.toy_pairs import TASK, overfit, toy_pairs
 
 torch.set_num_threads(1)
 CFG = gru_attention.ModelConfig(embed_dim=32, hidden_dim=32, attention_dim=32, dropout=0.0)
@@ -30,10 +28,7 @@ def with_extra_padding(batch, extra: int = 3):
 
 
 def test_overfits_sixteen_pairs_and_decodes_them(tmp_path):
-    pairs = toy_pairs()
-    cfg = TrainConfig(steps=60, batch_size=16, micro_batch=16, lr=2e-2, grad_clip=1.0, seed=1)
-    model = fit(tiny(), pairs, None, cfg, tmp_path, progress=False).eval()
-    batch = model.collate(pairs)
+    model, pairs, batch = overfit(tiny(), tmp_path, steps=60, lr=2e-2)
     with torch.no_grad():
         assert float(model.loss(batch)["loss"].mean()) < 0.01
     out = model.generate(batch, [0], list(range(16)), DecodeConfig(quality=Search("greedy")).quality_decode())

@@ -6,10 +6,8 @@ from __future__ import annotations
 import torch
 
 from pipeline.checkpoint import load_model, save_model
-from pipeline.config import TrainConfig
 from pipeline.models import levt
-from pipeline.train import fit
-from tests.helpers.toy_pairs import TASK, toy_pairs
+from tests.helpers.toy_pairs import TASK, overfit, toy_pairs
 
 torch.set_num_threads(1)
 SPECIALS = {TASK.pad_id, TASK.cls_id, TASK.sep_id}
@@ -29,11 +27,7 @@ def count_decoder_calls(model: levt.LevenshteinTransformer) -> list[int]:
 
 
 def test_overfits_sixteen_pairs_and_stops_refining(tmp_path):
-    pairs = toy_pairs()
-    cfg = TrainConfig(steps=300, batch_size=16, micro_batch=16, lr=3e-3, warmup_steps=10,
-                      grad_clip=1.0, seed=1, checkpoint_every=1000, eval_every=1000)
-    model = fit(tiny(), pairs, None, cfg, tmp_path, progress=False).eval()
-    batch = model.collate(pairs)
+    model, pairs, batch = overfit(tiny(), tmp_path, steps=300, lr=3e-3, warmup_steps=10)
     with torch.no_grad():
         terms = model.loss(batch)
     assert set(terms) == {"loss", "insertion", "token", "deletion"}

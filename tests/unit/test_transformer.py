@@ -8,11 +8,9 @@ import pytest
 import torch
 
 from pipeline import checkpoint
-from pipeline.config import TrainConfig
 from pipeline.models import transformer
 from pipeline.models.ar_decoding import DecodeConfig, Search
-from pipeline.train import fit
-from tests.helpers.toy_pairs import TASK, toy_pairs
+from tests.helpers.toy_pairs import TASK, overfit, toy_pairs
 
 torch.set_num_threads(1)
 
@@ -25,11 +23,7 @@ def tiny(**kw):
 
 
 def test_overfits_sixteen_pairs_and_decodes_them(tmp_path):
-    pairs = toy_pairs()
-    cfg = TrainConfig(steps=80, batch_size=16, micro_batch=16, lr=2e-2, warmup_steps=5,
-                      grad_clip=1.0, seed=1)
-    model = fit(tiny(), pairs, None, cfg, tmp_path, progress=False).eval()
-    batch = model.collate(pairs)
+    model, pairs, batch = overfit(tiny(), tmp_path, steps=80, lr=2e-2, warmup_steps=5)
     with torch.no_grad():
         assert float(model.loss(batch)["loss"].mean()) < 0.01
     decode = DecodeConfig(quality=Search("beam", beam_size=2)).quality_decode()
