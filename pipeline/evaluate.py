@@ -22,9 +22,10 @@ import nltk
 import numpy as np
 
 from pipeline import metrics
-from pipeline.config import Config, section_hash
+from pipeline.config import Config
 from pipeline.decoding import mbr
 from pipeline.io import sha256_tree, write_json
+from pipeline.provenance import data_checksum, params_hash
 from pipeline.text import remove_special_strings
 
 log = logging.getLogger(__name__)
@@ -196,9 +197,7 @@ def provenance(cfg: Config, task: str, system: str, samples_dir: Path, data_dir:
     stats = data_dir / "stats.json"
     if not stats.is_file():
         log.warning("%s missing: the data checksum is not recorded", stats)
-    return {"params_hash": section_hash(cfg.tasks[task], cfg.systems[system], cfg.sampling,
-                                        cfg.evaluation),
-            "data_sha256": json.loads(stats.read_text()).get("raw_sha256") if stats.is_file() else None,
+    return {"params_hash": params_hash(cfg, task, system), "data_sha256": data_checksum(data_dir),
             "samples_sha256": sha256_tree(samples_dir)}
 
 
