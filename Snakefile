@@ -14,6 +14,9 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/stages.smk"
 
 
+use_parameter_file(config["params"])
+
+
 rule all:
     default_target: True
     input:

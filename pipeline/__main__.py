@@ -15,11 +15,12 @@ import sys
 from pathlib import Path
 
 from pipeline import provenance, stages
-from pipeline.config import Config, ConfigError, load_config, write_schema
+from pipeline.config import Config, ConfigError, load_config
 from pipeline.io import write_json
 from pipeline.tracking import flatten, stage_run
 
 LOG = logging.getLogger("pipeline")
+DEFAULT_PARAMS = "params/default.yaml"
 
 
 def _is_rank_zero() -> bool:
@@ -42,7 +43,7 @@ def _record(cfg: Config, stage: str, out_dir: Path, task: str, system: str | Non
 def download(cfg: Config, task: str, system: None = None) -> None:
     from pipeline.data.download import download_task
 
-    out = stages.STAGES["download"].outputs(task=task)["raw"]
+    out = stages.stage_outputs(cfg, "download", task=task)["raw"]
     with stage_run(cfg, "download", task, tags={"task": task}) as tracker:
         download_task(task, cfg.tasks[task], out)
         tracker.log_params(flatten(dataclasses.asdict(cfg.tasks[task].source), "source"))
@@ -52,7 +53,7 @@ def prepare(cfg: Config, task: str, system: None = None) -> None:
     from pipeline.data.prepare import prepare_task
 
     paths = stages.stage_inputs(cfg, "prepare", task=task)
-    out = stages.STAGES["prepare"].outputs(task=task)["data"]
+    out = stages.stage_outputs(cfg, "prepare", task=task)["data"]
     with stage_run(cfg, "prepare", task, tags={"task": task}) as tracker:
         stats = prepare_task(task, cfg.tasks[task], paths["raw"], out)
         _record(cfg, "prepare", out, task)
@@ -74,7 +75,7 @@ def train(cfg: Config, task: str, system: str) -> None:
     from pipeline.train import train_system
 
     paths = stages.stage_inputs(cfg, "train", task=task, system=system)
-    out = stages.STAGES["train"].outputs(task=task, system=system)["model"]
+    out = stages.stage_outputs(cfg, "train", task=task, system=system)["model"]
     state = Path(stages.TRAIN_STATE.format(task=task, system=system))
     if _is_rank_zero():  # other ranks read the state only after the process group has formed
         checkpoint.claim_state_dir(state, provenance.job_fingerprint(cfg, "train", task=task,
@@ -93,7 +94,7 @@ def sample(cfg: Config, task: str, system: str) -> None:
     from pipeline.generate import sample_system
 
     paths = stages.stage_inputs(cfg, "sample", task=task, system=system)
-    out = stages.STAGES["sample"].outputs(task=task, system=system)["samples"]
+    out = stages.stage_outputs(cfg, "sample", task=task, system=system)["samples"]
     with stage_run(cfg, "sample", task, system, _cell_tags(cfg, "sample", task, system)) as tracker:
         tracker.log_params(flatten(dataclasses.asdict(cfg.sampling), "sampling"))
         sample_system(cfg, task, system, paths.get("model"), paths["data"], out)
@@ -108,7 +109,7 @@ def evaluate(cfg: Config, task: str, system: str) -> None:
     from pipeline.evaluate import evaluate_system
 
     paths = stages.stage_inputs(cfg, "evaluate", task=task, system=system)
-    out = stages.STAGES["evaluate"].outputs(task=task, system=system)["metrics"]
+    out = stages.stage_outputs(cfg, "evaluate", task=task, system=system)["metrics"]
     with stage_run(cfg, "evaluate", task, system, _cell_tags(cfg, "evaluate", task, system)) as tracker:
         metrics = evaluate_system(cfg, task, system, paths["samples"], paths["data"], out)
         table = metrics.get("table", {})
@@ -119,9 +120,11 @@ def evaluate(cfg: Config, task: str, system: str) -> None:
 def report(cfg: Config, task: None = None, system: None = None) -> None:
     from pipeline.report.tables import write_report
 
-    outs = stages.STAGES["report"].outputs()
+    outs = stages.stage_outputs(cfg, "report")
+    metrics = {(t, s): stages.stage_outputs(cfg, "evaluate", task=t, system=s)["metrics"]
+               for t, s in cfg.system_cells()}
     with stage_run(cfg, "report") as tracker:
-        write_report(cfg, outs["tables"], outs["figures"], outs["curves"])
+        write_report(cfg, metrics, outs["tables"], outs["figures"], outs["curves"])
         tracker.log_artifact(outs["tables"])
         tracker.log_artifact(outs["figures"], "figures")
 
@@ -131,13 +134,15 @@ STAGE_FUNCTIONS = {"download": download, "prepare": prepare, "train": train, "sa
 
 
 def _tool_schema(args: argparse.Namespace) -> None:
+    from pipeline.schema import write_schema
+
     print(write_schema())
 
 
 def _tool_dvc_yaml(args: argparse.Namespace) -> None:
     from pipeline.dvcgen import write_dvc_yaml
 
-    print(write_dvc_yaml(load_config(args.params), Path(args.out)))
+    print(write_dvc_yaml(load_config(args.params), Path(args.out) if args.out else None))
 
 
 def _tool_import_release(args: argparse.Namespace) -> None:
@@ -152,14 +157,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="STAGE")
     for name, stage in stages.STAGES.items():
         cmd = sub.add_parser(name, help=stages.STAGE_HELP[name])
-        cmd.add_argument("--params", default="params/default.yaml", help="parameter file")
+        cmd.add_argument("--params", default=os.environ.get(stages.PARAMS_ENV, DEFAULT_PARAMS),
+                         help=f"parameter file (default: ${stages.PARAMS_ENV}, else {DEFAULT_PARAMS})")
         for wildcard in stage.wildcards:
             cmd.add_argument(f"--{wildcard}", required=True)
     tool = sub.add_parser("schema", help="regenerate workflow/schemas/params.schema.json")
     tool.set_defaults(tool=_tool_schema)
-    tool = sub.add_parser("dvc-yaml", help="generate dvc.yaml for a parameter file")
-    tool.add_argument("--params", default="params/default.yaml")
-    tool.add_argument("--out", default="dvc.yaml")
+    tool = sub.add_parser("dvc-yaml", help="generate the dvc.yaml of a parameter file")
+    tool.add_argument("--params", default=DEFAULT_PARAMS)
+    tool.add_argument("--out", help="default: dvc.yaml for params/default.yaml, "
+                                    "dvc/<name>/dvc.yaml for params/<name>.yaml")
     tool.set_defaults(tool=_tool_dvc_yaml)
     tool = sub.add_parser("import-release",
                           help="convert a checkpoint of the authors' DiffuSeq release to a model folder")

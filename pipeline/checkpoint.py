@@ -3,10 +3,7 @@
 A model folder (the train stage's output, what `sample` loads) holds
     model.safetensors   the weights (tied weights stored once)
     config.json         {"family", "config": model.export_config(), "step", "provenance"}
-and is rebuilt by `pipeline.models.<family>.from_export(config)` found through the registry.
-
-The family name is taken from the model's `family` attribute when it has one, else from
-`extra["family"]` (the train stage passes the system's family there); saving fails without either.
+and is rebuilt by the family's `from_export(config)` (`pipeline.models.registry.load_model`).
 
 A training state folder (`<state_dir>/step-00001000/`, written by rank 0 only) holds the raw
 weights (`model.safetensors`), the EMA weights (`ema.safetensors`, when EMA is on) and `state.pt`:
@@ -30,7 +27,6 @@ import torch
 from torch import Tensor
 
 from pipeline.io import atomic_dir, write_json
-from pipeline.models.base import Seq2Seq
 
 LOG = logging.getLogger(__name__)
 
@@ -39,40 +35,34 @@ STATE_NAME = re.compile(r"^step-(\d{8})$")
 
 # --- model folders --------------------------------------------------------------------------------
 
-def save_model(model: Seq2Seq, out_dir: Path, extra: dict[str, Any] | None = None) -> None:
+def save_model(model: torch.nn.Module, export: dict[str, Any], out_dir: Path, family: str,
+               extra: dict[str, Any] | None = None) -> None:
     """Write a model folder atomically (see the module docstring for its layout).
 
     Args:
         model: the model whose current weights are saved (the EMA weights after `fit`).
-        out_dir: the folder to (re)place.
-        extra: provenance recorded under "provenance"; its "family" names the family when the
-            model has no `family` attribute, its "step" is copied to the top-level "step".
+        export: its `export_config()`.
+        family: the family name that rebuilds it.
+        extra: provenance recorded under "provenance"; its "step" is copied to the top-level "step".
     """
     extra = dict(extra or {})
-    family = getattr(model, "family", None) or extra.get("family")
-    if not family:
-        raise ValueError("save_model: no family name: give the model a `family` attribute or "
-                         "pass extra={'family': ...}")
-    config = {"family": family, "config": model.export_config(), "step": extra.get("step"),
-              "provenance": extra}
+    config = {"family": family, "config": export, "step": extra.get("step"), "provenance": extra}
     with atomic_dir(Path(out_dir)) as tmp:
         safetensors.torch.save_model(model, str(tmp / "model.safetensors"))
         write_json(tmp / "config.json", config)
 
 
-def load_model(model_dir: Path, device: str | torch.device = "cpu") -> Seq2Seq:
-    """Rebuild a saved model from its folder and load its weights strictly; returns it in eval mode."""
-    from pipeline.models.registry import family_spec
-
-    model_dir = Path(model_dir)
-    config_path = model_dir / "config.json"
-    if not config_path.is_file():
+def read_model_config(model_dir: Path) -> dict[str, Any]:
+    """config.json of a model folder: {"family", "config", "step", "provenance"}."""
+    path = Path(model_dir) / "config.json"
+    if not path.is_file():
         raise FileNotFoundError(f"{model_dir}: not a model folder (no config.json)")
-    saved = json.loads(config_path.read_text())
-    module = family_spec(saved["family"]).module
-    model = module.from_export(saved["config"])
-    safetensors.torch.load_model(model, str(model_dir / "model.safetensors"), strict=True)
-    return model.to(device).eval()
+    return json.loads(path.read_text())
+
+
+def load_weights(model: torch.nn.Module, model_dir: Path) -> None:
+    """Load a model folder's weights into a rebuilt model, strictly (every key must match)."""
+    safetensors.torch.load_model(model, str(Path(model_dir) / "model.safetensors"), strict=True)
 
 
 def num_parameters(model: torch.nn.Module) -> int:

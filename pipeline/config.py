@@ -1,10 +1,10 @@
 """Experiment parameters: frozen dataclasses, their JSON schema, and `load_config`.
 
 The dataclasses below are the one definition of what a parameter file may hold. The JSON schema in
-`workflow/schemas/params.schema.json` is generated from them (`python -m pipeline schema`; a test
-fails when it is stale) and is what validates a file, so a wrong key or type is reported with its
-dotted path before any stage runs. Each model family owns its `ModelConfig` and `DecodeConfig`
-(see `pipeline.models.registry`); a system block is checked against its family's pair.
+`workflow/schemas/params.schema.json` is generated from them and from every model family's
+`ModelConfig` and `DecodeConfig` (`python -m pipeline schema`, see `pipeline.schema`; a test fails
+when it is stale) and is what validates a file, so a wrong key or type is reported with its
+dotted path before any stage runs. This module imports nothing of the project.
 """
 
 from __future__ import annotations
@@ -107,6 +107,7 @@ class SystemConfig:
     model: dict[str, Any] = field(default_factory=dict)
     train: TrainConfig | None = None
     decode: dict[str, Any] = field(default_factory=dict)
+    paper_system: str | None = None    # its row of the paper's Table 1 (default: the family's)
 
 
 @dataclass(frozen=True)
@@ -136,7 +137,6 @@ class EvaluationConfig:
     mbr_sizes: list[int] = field(default_factory=lambda: [1, 3, 5, 10])
     diversity_k: int = 3
     mbr_utility: Literal["bleu", "rouge_l"] = "bleu"
-    random_target_seed: int = 0
     bertscore: BertScoreConfig = field(default_factory=BertScoreConfig)
 
 
@@ -161,105 +161,39 @@ class Config:
     sampling: SamplingConfig
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     compute: ComputeConfig = field(default_factory=ComputeConfig)
+    report_dir: str = "results"        # where the report stage writes tables.md and figures/
     path: str = ""
 
     def system_cells(self) -> list[tuple[str, str]]:
         """All (task, system) pairs the file asks for, in file order."""
         return [(t, s) for t, task in self.tasks.items() for s in task.systems]
 
-    def family_configs(self, system: str) -> tuple[Any, Any]:
-        """The typed (ModelConfig, DecodeConfig) of a system, from its family's classes."""
-        from pipeline.models.registry import family_spec
-
-        spec = family_spec(self.systems[system].family)
-        sys_cfg = self.systems[system]
-        return (_build(spec.model_config, sys_cfg.model, f"systems.{system}.model"),
-                _build(spec.decode_config, sys_cfg.decode, f"systems.{system}.decode"))
-
-
-# --- schema generation -------------------------------------------------------------------------
-
-def _type_schema(tp: Any) -> dict[str, Any]:
-    """JSON schema of one annotated type (the subset the dataclasses above use)."""
-    origin = typing.get_origin(tp)
-    if dataclasses.is_dataclass(tp):
-        return dataclass_schema(tp)
-    if origin is Literal:
-        return {"enum": list(typing.get_args(tp))}
-    if origin in (typing.Union, types.UnionType):
-        return {"anyOf": [_type_schema(a) for a in typing.get_args(tp)]}
-    if origin is list:
-        return {"type": "array", "items": _type_schema(typing.get_args(tp)[0])}
-    if origin is dict:
-        key, value = typing.get_args(tp)
-        return {"type": "object", "additionalProperties": _type_schema(value) if value is not Any else {}}
-    simple = {int: "integer", float: "number", str: "string", bool: "boolean", type(None): "null"}
-    if tp in simple:
-        return {"type": simple[tp]}
-    if tp is Any:
-        return {}
-    raise TypeError(f"no schema for type {tp!r}")
-
-
-def dataclass_schema(cls: type) -> dict[str, Any]:
-    """JSON schema of a dataclass: its fields, required where there is no default, nothing else."""
-    hints = typing.get_type_hints(cls)
-    fields = [f for f in dataclasses.fields(cls) if f.name != "path"]
-    required = [f.name for f in fields
-                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
-    schema: dict[str, Any] = {"type": "object", "additionalProperties": False,
-                              "properties": {f.name: _type_schema(hints[f.name]) for f in fields}}
-    if cls.__doc__:
-        schema["description"] = " ".join(cls.__doc__.split())
-    if required:
-        schema["required"] = required
-    return schema
-
-
-def params_schema() -> dict[str, Any]:
-    """The schema of a parameter file, with each system checked against its family's configs."""
-    from pipeline.models.registry import FAMILIES, family_spec
-
-    schema = dataclass_schema(Config)
-    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    system = schema["properties"]["systems"]["additionalProperties"]
-    system["properties"]["family"] = {"enum": sorted(FAMILIES)}
-    system["allOf"] = [
-        {"if": {"properties": {"family": {"const": name}}},
-         "then": {"properties": {"model": dataclass_schema(family_spec(name).model_config),
-                                 "decode": dataclass_schema(family_spec(name).decode_config)}}}
-        for name in sorted(FAMILIES)]
-    return schema
-
-
-def write_schema(path: Path = SCHEMA_PATH) -> Path:
-    """Write the generated schema (committed, so editors and Snakemake's `validate` can use it)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(params_schema(), indent=2) + "\n")
-    return path
-
 
 # --- loading -----------------------------------------------------------------------------------
 
-def _build(cls: Any, data: Any, where: str) -> Any:
-    """Turn validated plain data into the annotated type (dataclasses built recursively)."""
+def build_dataclass(cls: Any, data: Any, where: str) -> Any:
+    """Turn validated plain data into the annotated type (dataclasses built recursively).
+
+    Args:
+        where: the dotted key of `data` in the parameter file, for error messages.
+    """
     origin = typing.get_origin(cls)
     if dataclasses.is_dataclass(cls):
         hints = typing.get_type_hints(cls)
         unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}")
-        return cls(**{k: _build(hints[k], v, f"{where}.{k}") for k, v in data.items()})
+        return cls(**{k: build_dataclass(hints[k], v, f"{where}.{k}") for k, v in data.items()})
     if origin in (typing.Union, types.UnionType):
         if data is None:
             return None
         inner = [a for a in typing.get_args(cls) if a is not type(None)]
-        return _build(inner[0], data, where) if len(inner) == 1 else data
+        return build_dataclass(inner[0], data, where) if len(inner) == 1 else data
     if origin is list:
-        return [_build(typing.get_args(cls)[0], v, f"{where}[{i}]") for i, v in enumerate(data)]
+        return [build_dataclass(typing.get_args(cls)[0], v, f"{where}[{i}]") for i, v in enumerate(data)]
     if origin is dict:
         value_type = typing.get_args(cls)[1]
-        return {k: _build(value_type, v, f"{where}.{k}") for k, v in data.items()}
+        return {k: build_dataclass(value_type, v, f"{where}.{k}") for k, v in data.items()}
     if cls is float and isinstance(data, int):
         return float(data)
     return data
@@ -268,8 +202,8 @@ def _build(cls: Any, data: Any, where: str) -> Any:
 def _schema_errors(data: Any, source: str) -> None:
     import jsonschema
 
-    # The committed schema (kept fresh by a test) spares every CLI call importing all families.
-    schema = json.loads(SCHEMA_PATH.read_text()) if SCHEMA_PATH.is_file() else params_schema()
+    # The committed schema (generated by pipeline.schema from the families; a test keeps it fresh).
+    schema = json.loads(SCHEMA_PATH.read_text())
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path)))
     if errors:
@@ -286,12 +220,6 @@ def _check_references(cfg: Config) -> None:
             if system not in cfg.systems:
                 raise ConfigError(f"{cfg.path}: tasks.{name}.systems names '{system}', which is "
                                   f"not under systems: (known: {sorted(cfg.systems)})")
-    from pipeline.models.registry import family_spec
-
-    for name, system in cfg.systems.items():
-        if family_spec(system.family).trainable and system.train is None:
-            raise ConfigError(f"{cfg.path}: systems.{name}.train is required for family "
-                              f"'{system.family}'")
 
 
 def load_config(path: str | Path) -> Config:
@@ -304,7 +232,7 @@ def load_config(path: str | Path) -> Config:
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     _schema_errors(data, str(path))
-    cfg = dataclasses.replace(_build(Config, data, str(path)), path=str(path))
+    cfg = dataclasses.replace(build_dataclass(Config, data, str(path)), path=str(path))
     _check_references(cfg)
     return cfg
 

@@ -32,8 +32,6 @@ log = logging.getLogger(__name__)
 
 SAMPLE_KEYS = ("source", "reference", "recover")
 STEP_KEYS = ("seed", "index", "fraction", "recover")
-# Settings that name a decoding method in a family's DecodeConfig (generation.json "decode").
-METHOD_KEYS = ("method", "sampler", "sampling", "steps", "max_iterations")
 
 
 @dataclass
@@ -171,27 +169,6 @@ def generation_info(samples_dir: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def describe_decode(decode: dict[str, Any]) -> str:
-    """A short name of a decode config, e.g. "sampler=ddpm, steps=2000" or
-    "candidates: method=sample; quality: method=beam" (nested searches of AR families)."""
-    parts = []
-    for key, value in decode.items():
-        if isinstance(value, dict):
-            inner = describe_decode(value)
-            if inner:
-                parts.append(f"{key}: {inner}")
-        elif key in METHOD_KEYS:
-            parts.append(f"{key}={value}")
-    return ("; " if any(isinstance(v, dict) for v in decode.values()) else ", ").join(parts)
-
-
-def decode_method(info: dict[str, Any]) -> str | None:
-    """The decoding of generation.json in words; the family for model-free rows."""
-    if not info:
-        return None
-    return describe_decode(info.get("decode") or {}) or f"{info.get('family', 'n/a')} (no model)"
-
-
 def provenance(cfg: Config, task: str, system: str, samples_dir: Path, data_dir: Path) -> dict[str, Any]:
     """Parameter hash, data checksum and sample-folder checksum behind these numbers."""
     stats = data_dir / "stats.json"
@@ -231,8 +208,10 @@ def evaluate_system(cfg: Config, task: str, system: str, samples_dir: Path, data
     samples = load_samples(samples_dir, list(cfg.sampling.seeds))
     result, timings = _metrics(cfg, task, system, samples, samples_dir)
     info = generation_info(samples_dir)
-    result.update(generation=info, decode_method=decode_method(info),
-                  generation_seconds=info.get("wall_s"), pretrained=info.get("pretrained"))
+    result.update(generation=info, decode_method=info.get("decode_method"),
+                  generation_seconds=info.get("wall_s"), pretrained=info.get("pretrained"),
+                  paper_system=cfg.systems[system].paper_system or info.get("paper_system"),
+                  is_floor=bool(info.get("is_floor")))
     result["provenance"] = provenance(cfg, task, system, samples_dir, data_dir)
     result["timing"] = {**timings, "total_s": time.perf_counter() - start}
     write_json(Path(out_path), result)

@@ -6,7 +6,7 @@ Outputs (`results/<task>/<system>/samples/`, written atomically as one folder):
     steps.jsonl      {"seed", "index", "fraction", "recover"}: intermediate outputs along the
                      generation, when the decode config asks the model for them
     best.jsonl       the deterministic quality decode (beam search of the AR baselines), when the
-                     family's DecodeConfig has `quality_decode()`
+                     family has one (`Family.quality_decode`)
 
 Every text goes through `pipeline.text`: model ids are decoded with the model's tokenizer, then
 normalised with the task's tokenizer; sources and references are the prepared test texts after
@@ -31,18 +31,18 @@ import torch
 from tqdm import tqdm
 
 from pipeline import distributed
-from pipeline.checkpoint import load_model
 from pipeline.config import Config
 from pipeline.io import atomic_dir, write_json
-from pipeline.models.base import GenerationOutput, Pair, Seq2Seq
-from pipeline.models.reference import copy_source, random_target
+from pipeline.models.base import Family, Seq2Seq
+from pipeline.types import GenerationOutput, Pair
 
 LOG = logging.getLogger(__name__)
 NO_TARGET = np.empty(0, dtype=np.int64)
 
 
 def generate_candidates(model: Seq2Seq, pairs: Sequence[Pair], seeds: list[int], decode: Any,
-                        batch_size: int, *, progress: bool = True) -> GenerationOutput:
+                        batch_size: int, device: Any = "cpu", *,
+                        progress: bool = True) -> GenerationOutput:
     """Generate every seed's candidate for every source, `batch_size` sources per model call.
 
     Args:
@@ -51,11 +51,11 @@ def generate_candidates(model: Seq2Seq, pairs: Sequence[Pair], seeds: list[int],
             source index i.
         seeds: the candidate seeds (each call generates all of them).
         decode: the family's DecodeConfig.
+        device: where the model's batches go.
 
     Returns:
         ids[i][k]: word-piece ids for source i and seed k; trace[f][i][k] likewise.
     """
-    device = next(model.parameters()).device
     ids: list[list[list[int]]] = []
     trace: dict[float, list[list[list[int]]]] = {}
     for start in tqdm(range(0, len(pairs), batch_size), desc="sample", disable=not progress):
@@ -71,21 +71,6 @@ def generate_candidates(model: Seq2Seq, pairs: Sequence[Pair], seeds: list[int],
     return GenerationOutput(ids=ids, trace=trace)
 
 
-class _NormalizedTargets(Sequence):
-    """Training targets as normalised text, normalised only when drawn (random-target row)."""
-
-    def __init__(self, texts: list[dict[str, str]], tokenizer: Any) -> None:
-        self.texts, self.tokenizer = texts, tokenizer
-
-    def __len__(self) -> int:
-        return len(self.texts)
-
-    def __getitem__(self, index: int) -> str:
-        from pipeline.text import normalize
-
-        return normalize(self.tokenizer, self.texts[index]["trg"])
-
-
 def _text_fn(tokenizer: Any, task_tokenizer: Any) -> Callable[[Sequence[int]], str]:
     """ids -> decoded with `tokenizer`, then normalised with the task's tokenizer."""
     from pipeline.text import decode_ids, normalize
@@ -94,52 +79,27 @@ def _text_fn(tokenizer: Any, task_tokenizer: Any) -> Callable[[Sequence[int]], s
 
 
 def _model_tokenizer(model: Seq2Seq, task_tokenizer: Any) -> Any:
-    if not model.tokenizer_dir:
+    if model.output_tokenizer_dir() is None:
         return task_tokenizer
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(model.tokenizer_dir)
+    return AutoTokenizer.from_pretrained(model.output_tokenizer_dir())
 
 
-def _sample_model(cfg: Config, system: str, model_dir: Path, pairs: list[Pair],
-                  task_tokenizer: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Candidates (and trace, best decode) of a trained model; returns (texts, generation info)."""
-    if model_dir is None:
-        raise ValueError(f"system '{system}' has a trainable family: the sample stage needs its model")
-    device = distributed.resolve_device(cfg.compute.device)
-    model = load_model(model_dir, device)
-    _, decode = cfg.family_configs(system)
-    to_text = _text_fn(_model_tokenizer(model, task_tokenizer), task_tokenizer)
-    seeds, batch_size = list(cfg.sampling.seeds), cfg.sampling.batch_size
-    started = time.perf_counter()
-    out = generate_candidates(model, pairs, seeds, decode, batch_size)
-    wall = time.perf_counter() - started
-    texts: dict[str, Any] = {
-        "candidates": [[to_text(c) for c in row] for row in out.ids],
-        "trace": {f: [[to_text(c) for c in row] for row in rows] for f, rows in out.trace.items()}}
-    info = {"decode": dataclasses.asdict(decode), "device": device, "wall_s": wall,
-            "pretrained": bool(model.export_config().get("pretrained", False)),
-            "checkpoint": str(model_dir)}
-    if hasattr(decode, "quality_decode"):
-        quality = decode.quality_decode()
-        started = time.perf_counter()
-        best = generate_candidates(model, pairs, [0], quality, batch_size)
-        texts["best"] = [to_text(row[0]) for row in best.ids]
-        info.update(best_decode=dataclasses.asdict(quality), best_wall_s=time.perf_counter() - started)
-    return texts, info
+def _load_model(family: Family, model_cfg: Any, model_dir: Path | None, data_dir: Path,
+                device: str) -> Seq2Seq:
+    """The trained model of a family that trains; otherwise the family's model-free row, given
+    the training pairs it may draw from."""
+    from pipeline.data.dataset import load_split, load_task_info
+    from pipeline.models.registry import load_model
 
-
-def _sample_reference(cfg: Config, family: str, data_dir: Path, sources: list[str],
-                      task_tokenizer: Any) -> dict[str, Any]:
-    """Candidates of the two model-free rows: copy the source, or a random training target."""
-    from pipeline.data.dataset import read_texts
-
-    seeds = list(cfg.sampling.seeds)
-    if family == "copy_source":
-        return {"candidates": copy_source(sources, seeds), "trace": {}}
-    targets = _NormalizedTargets(read_texts(data_dir, "train"), task_tokenizer)
-    return {"candidates": random_target(len(sources), targets, seeds,
-                                        cfg.evaluation.random_target_seed), "trace": {}}
+    if family.trains:
+        if model_dir is None:
+            raise ValueError(f"family '{family.name}' trains: the sample stage needs its model")
+        return load_model(model_dir, device)
+    model = family.build(model_cfg, load_task_info(data_dir)).to(device).eval()
+    model.use_training_data(load_split(data_dir, "train"))
+    return model
 
 
 def sample_system(cfg: Config, task: str, system: str, model_dir: Path | None, data_dir: Path,
@@ -152,27 +112,41 @@ def sample_system(cfg: Config, task: str, system: str, model_dir: Path | None, d
         out_dir: the samples folder to (re)place.
     """
     from pipeline.data.dataset import load_split, load_tokenizer, read_texts
-    from pipeline.models.registry import family_spec
+    from pipeline.models.registry import get_family, system_configs
     from pipeline.text import normalize
 
-    family = cfg.systems[system].family
+    sys_cfg = cfg.systems[system]
+    family = get_family(sys_cfg.family)
+    model_cfg, decode = system_configs(sys_cfg, f"systems.{system}")
     torch.set_num_threads(cfg.compute.threads)
     task_tokenizer = load_tokenizer(data_dir)
     test = read_texts(data_dir, "test")
     num = len(test) if cfg.sampling.num_sources is None else min(cfg.sampling.num_sources, len(test))
     sources = [normalize(task_tokenizer, pair["src"]) for pair in test[:num]]
     references = [normalize(task_tokenizer, pair["trg"]) for pair in test[:num]]
+    pairs = load_split(data_dir, "test")[:num]
+    device = distributed.resolve_device(cfg.compute.device) if family.trains else "cpu"
+    model = _load_model(family, model_cfg, model_dir, data_dir, device)
+    to_text = _text_fn(_model_tokenizer(model, task_tokenizer), task_tokenizer)
+    seeds, batch_size = list(cfg.sampling.seeds), cfg.sampling.batch_size
     started = time.perf_counter()
-    if family_spec(family).trainable:
-        pairs = load_split(data_dir, "test")[:num]
-        texts, info = _sample_model(cfg, system, model_dir, pairs, task_tokenizer)
-    else:
-        texts = _sample_reference(cfg, family, data_dir, sources, task_tokenizer)
-        info = {"decode": {}, "device": "none", "wall_s": time.perf_counter() - started,
-                "pretrained": False, "checkpoint": None}
-    seeds = list(cfg.sampling.seeds)
-    info.update(family=family, seeds=seeds, num_sources=num,
-                wall_s_per_seed=info["wall_s"] / len(seeds),
+    out = generate_candidates(model, pairs, seeds, decode, batch_size, device)
+    info: dict[str, Any] = {
+        "family": family.name, "decode": dataclasses.asdict(decode), "device": device,
+        "wall_s": time.perf_counter() - started, "pretrained": model.is_pretrained(),
+        "checkpoint": str(model_dir) if family.trains else None,
+        "decode_method": family.describe(decode), "paper_system": family.paper_system,
+        "is_floor": family.is_floor}
+    texts: dict[str, Any] = {
+        "candidates": [[to_text(c) for c in row] for row in out.ids],
+        "trace": {f: [[to_text(c) for c in row] for row in rows] for f, rows in out.trace.items()}}
+    quality = family.quality_decode(decode)
+    if quality is not None:
+        started = time.perf_counter()
+        best = generate_candidates(model, pairs, [0], quality, batch_size, device)
+        texts["best"] = [to_text(row[0]) for row in best.ids]
+        info.update(best_decode=dataclasses.asdict(quality), best_wall_s=time.perf_counter() - started)
+    info.update(seeds=seeds, num_sources=num, wall_s_per_seed=info["wall_s"] / len(seeds),
                 sequences_per_s=num * len(seeds) / max(info["wall_s"], 1e-9))
     write_samples(out_dir, sources, references, seeds, texts, info)
     LOG.info("%s/%s: %d sources x %d seeds in %.1f s -> %s", task, system, num, len(seeds),

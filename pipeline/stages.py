@@ -2,13 +2,28 @@
 
 Snakemake builds its rules from `STAGES` (workflow/rules/stages.smk) and `dvc.yaml` is generated
 from it (`python -m pipeline dvc-yaml`), so the two engines cannot drift apart. An output path
-depends only on its grid cell (task, system).
+depends only on its grid cell (task, system) and, for the report, on the file's `report_dir`.
+
+What a job depends on (both engines follow this rule):
+- its input files (the outputs of the jobs before it);
+- the parameter keys it reads (`param_keys`), by value: DVC tracks the keys written in the file,
+  Snakemake a digest of the resolved values (so a default changed in pipeline/config.py reruns
+  under Snakemake only: write the value in the parameter file to make both engines see it);
+- its code (`code_files`): the source files of its stage module and, for train and sample, of
+  the system's model family, with every project module they import, except the plumbing
+  (`PLUMBING`: the CLI, the stage table, the generators of dvc.yaml and of the schema, the
+  parameter loader, tracking, provenance and the family registry), which decides how jobs are
+  run and recorded but not what they compute. Editing LevT reruns LevT's jobs and what follows
+  them; adding a family, a stage or a CLI option reruns nothing that exists.
+Never part of a job's identity: the parameter file's path (Snakemake passes it in the
+PIPELINE_PARAMS environment variable), so the same parameters under another name plan nothing new.
 """
 
 from __future__ import annotations
 
 import ast
 import functools
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +35,7 @@ RAW = "data/raw/{task}"
 PROCESSED = "data/processed/{task}"
 RUN = "results/{task}/{system}"
 TRAIN_STATE = f"{RUN}/train_state"  # resume checkpoints: kept across reruns, never a declared output
+PARAMS_ENV = "PIPELINE_PARAMS"      # the parameter file of a Snakemake run, for its jobs
 
 
 @dataclass(frozen=True)
@@ -35,20 +51,22 @@ class Stage:
     plots: tuple[str, ...] = ()                 # roles among outs that are plot data (dvc plots)
     directories: tuple[str, ...] = ()           # roles among outs that are folders
 
-    def paths(self, role_paths: dict[str, str], **cell: str) -> dict[str, Path]:
-        return {role: Path(template.format(**cell)) for role, template in role_paths.items()}
+    def paths(self, role_paths: dict[str, str], report_dir: str = "results",
+              **cell: str) -> dict[str, Path]:
+        return {role: Path(template.format(report_dir=report_dir, **cell))
+                for role, template in role_paths.items()}
 
     def inputs(self, **cell: str) -> dict[str, Path]:
         return self.paths(self.deps, **cell)
 
-    def outputs(self, **cell: str) -> dict[str, Path]:
-        return self.paths(self.outs, **cell)
+    def outputs(self, report_dir: str = "results", **cell: str) -> dict[str, Path]:
+        return self.paths(self.outs, report_dir, **cell)
 
 
-# Every job runs the CLI (its own file; its per-stage imports are the stages' business) and these.
-COMMON_CODE = ("pipeline.config", "pipeline.stages", "pipeline.io", "pipeline.tracking",
-               "pipeline.provenance")
-CLI_FILE = "pipeline/__main__.py"
+# Modules that decide how jobs run and are recorded, not what they compute (see the docstring).
+PLUMBING = frozenset({"pipeline.__main__", "pipeline.stages", "pipeline.dvcgen", "pipeline.schema",
+                      "pipeline.config", "pipeline.tracking", "pipeline.provenance",
+                      "pipeline.lookup", "pipeline.models.registry"})
 
 STAGES: dict[str, Stage] = {s.name: s for s in [
     Stage("download", ("task",), deps={}, outs={"raw": RAW},
@@ -64,8 +82,8 @@ STAGES: dict[str, Stage] = {s.name: s for s in [
           outs={"metrics": f"{RUN}/metrics.json"},
           code=("pipeline.evaluate",), metrics=("metrics",)),
     Stage("report", (), deps={},
-          outs={"tables": "results/tables.md", "figures": "results/figures",
-                "curves": "results/plots/bleu_vs_candidates.json"},
+          outs={"tables": "{report_dir}/tables.md", "figures": "{report_dir}/figures",
+                "curves": "{report_dir}/plots/bleu_vs_candidates.json"},
           code=("pipeline.report.tables",), directories=("figures",), plots=("curves",)),
 ]}
 
@@ -81,9 +99,9 @@ STAGE_HELP = {
 
 
 def is_trainable(cfg: Config, system: str) -> bool:
-    from pipeline.models.registry import family_spec
+    from pipeline.models.registry import get_family
 
-    return family_spec(cfg.systems[system].family).trainable
+    return get_family(cfg.systems[system].family).trains
 
 
 def stage_inputs(cfg: Config, stage: str, **cell: str) -> dict[str, Path]:
@@ -95,6 +113,11 @@ def stage_inputs(cfg: Config, stage: str, **cell: str) -> dict[str, Path]:
         deps = {f"metrics:{t}/{s}": STAGES["evaluate"].outputs(task=t, system=s)["metrics"]
                 for t, s in cfg.system_cells()}
     return deps
+
+
+def stage_outputs(cfg: Config, stage: str, **cell: str) -> dict[str, Path]:
+    """The outputs of one job."""
+    return STAGES[stage].outputs(cfg.report_dir, **cell)
 
 
 def cells(cfg: Config, stage: str) -> list[dict[str, str]]:
@@ -110,51 +133,80 @@ def cells(cfg: Config, stage: str) -> list[dict[str, str]]:
 
 def final_targets(cfg: Config) -> list[str]:
     """What `snakemake` with no target and `dvc repro` build: the tables and the figures."""
-    outs = STAGES["report"].outputs()
+    outs = stage_outputs(cfg, "report")
     return [str(outs["tables"]), str(outs["figures"])]
 
 
-def launcher(cfg: Config, stage: str, **cell: str) -> str:
+def launcher(cfg: Config, stage: str, **cell: str) -> list[str]:
     """`python -m` for one process; `torchrun` when a system trains data-parallel."""
     if stage == "train" and (train := cfg.systems[cell["system"]].train) and train.num_processes > 1:
-        return f"torchrun --standalone --nproc_per_node {train.num_processes} -m pipeline"
-    return "python -m pipeline"
+        return ["torchrun", "--standalone", "--nproc_per_node", str(train.num_processes), "-m",
+                "pipeline"]
+    return ["python", "-m", "pipeline"]
 
 
-def cli_command(cfg: Config, stage: str, **cell: str) -> str:
-    """The shell command of one job; both engines run exactly this."""
-    args = "".join(f" --{k} {v}" for k, v in cell.items())
-    return f"{launcher(cfg, stage, **cell)} {stage} --params {cfg.path}{args}"
+def cli_command(cfg: Config, stage: str, *, params_path: str | None = None, **cell: str) -> str:
+    """The shell command of one job, every argument quoted; both engines run exactly this.
+
+    Args:
+        params_path: named on the command line (DVC, whose dvc.yaml is generated for one file);
+            None leaves it to the PIPELINE_PARAMS environment variable (Snakemake), so that the
+            command does not change with the file's name.
+    """
+    args = [*launcher(cfg, stage, **cell), stage]
+    if params_path is not None:
+        args += ["--params", params_path]
+    for key, value in cell.items():
+        args += [f"--{key}", value]
+    return shlex.join(args)
 
 
 def code_files(cfg: Config, stage: str, root: Path = Path("."), **cell: str) -> list[str]:
-    """The source files a job runs: its entry modules (and, for train and sample, the system's
-    model family) with every pipeline module they import, so an edit reruns exactly the jobs
-    whose code changed (editing LevT never retrains DiffuSeq)."""
-    modules = [*COMMON_CODE, *STAGES[stage].code]
+    """The source files that compute a job's outputs (the rule in the module docstring)."""
+    modules = list(STAGES[stage].code)
     if stage in ("train", "sample") and "system" in cell:
-        from pipeline.models.registry import FAMILIES
-
-        modules.append(FAMILIES[cfg.systems[cell["system"]].family][0])
-    return sorted({CLI_FILE, *(str(p) for p in _import_closure(tuple(modules), root))})
+        modules.append(f"pipeline.models.{cfg.systems[cell['system']].family}")
+    return sorted(str(p) for p in _import_closure(tuple(modules), Path(root)))
 
 
 @functools.lru_cache(maxsize=64)
 def _import_closure(modules: tuple[str, ...], root: Path) -> set[Path]:
-    """The files of `modules` and of every `pipeline` module they import (static, any depth)."""
+    """The files of `modules` and of every non-plumbing `pipeline` module they import (static,
+    any depth; imports under `if TYPE_CHECKING:` are not followed; a package `__init__.py` that
+    holds only its docstring is not code)."""
     seen: set[Path] = set()
     todo = list(modules)
     while todo:
-        path = _module_file(todo.pop(), root)
+        module = todo.pop()
+        path = None if module in PLUMBING else _module_file(module, root)
         if path is None or path in seen:
             continue
-        seen.add(path)
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Import):
-                todo += [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                todo += [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        if path.name != "__init__.py" or not _is_docstring_only(tree):  # a package's description
+            seen.add(path)
+        todo += _imports(tree)
     return seen
+
+
+def _is_docstring_only(tree: ast.Module) -> bool:
+    return all(isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+               for node in tree.body)
+
+
+def _imports(tree: ast.Module) -> list[str]:
+    """Every module an AST imports, with `from a import b` giving both a and a.b."""
+    found, skip = [], set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            skip.update(id(child) for inner in node.body for child in ast.walk(inner))
+    for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
+        if isinstance(node, ast.Import):
+            found += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found += [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+    return found
 
 
 def _module_file(module: str, root: Path) -> Path | None:
@@ -168,23 +220,27 @@ def _module_file(module: str, root: Path) -> Path | None:
     return None
 
 
-def param_keys(cfg: Config, stage: str, **cell: str) -> list[str]:
-    """The parameter keys a job reads, as dotted paths of the parameter file (only keys the file
-    holds): DVC tracks them, Snakemake hashes them, so a change reruns exactly these jobs.
-    Training does not read `decode`, so changing how a system samples never retrains it."""
+def stage_keys(stage: str, **cell: str) -> list[str]:
+    """The parameter keys a job reads, as dotted paths, and no others: training does not read
+    `decode`, so changing how a system samples never retrains it; nothing but the report reads
+    a label. Runtime settings (`compute`) are not part of any job's identity."""
     task, system = cell.get("task"), cell.get("system")
-    keys = {
+    run = [f"systems.{system}.family", f"systems.{system}.model"]
+    return {
         "download": [f"tasks.{task}.source"],
-        "prepare": [f"tasks.{task}"],
-        "train": [f"tasks.{task}.tokenizer", f"tasks.{task}.seq_len", f"systems.{system}.family",
-                  f"systems.{system}.model", f"systems.{system}.train"],
-        "sample": [f"tasks.{task}.seq_len", f"systems.{system}", "sampling",
-                   "evaluation.random_target_seed"],
-        "evaluate": [f"systems.{system}", "sampling", "evaluation"],
-        "report": ["scale", "tasks", "systems", "sampling", "evaluation"],
+        "prepare": [f"tasks.{task}.tokenizer", f"tasks.{task}.seq_len", f"tasks.{task}.on_bad_line"],
+        "train": [*run, f"systems.{system}.train"],
+        "sample": [*run, f"systems.{system}.decode", "sampling"],
+        "evaluate": [f"systems.{system}.family", f"systems.{system}.label",
+                     f"systems.{system}.paper_system", "sampling.seeds", "evaluation"],
+        "report": ["scale", "tasks", "systems", "sampling.seeds", "evaluation", "report_dir"],
     }[stage]
+
+
+def param_keys(cfg: Config, stage: str, **cell: str) -> list[str]:
+    """`stage_keys` that the parameter file holds (what DVC's `params:` can track)."""
     raw = _raw_params(cfg.path)
-    return [key for key in keys if _holds(raw, key)]
+    return [key for key in stage_keys(stage, **cell) if _holds(raw, key)]
 
 
 @functools.lru_cache(maxsize=8)
@@ -208,7 +264,8 @@ def _resolve(cfg: Config, key: str) -> object:
 
 
 def params_digest(cfg: Config, stage: str, **cell: str) -> str:
-    """Hash of the sections a job reads: Snakemake reruns the job when it changes."""
+    """Hash of the resolved values (defaults included) a job reads: Snakemake reruns the job
+    when it changes."""
     from pipeline.config import section_hash
 
-    return section_hash(*(_resolve(cfg, key) for key in param_keys(cfg, stage, **cell)))
+    return section_hash(*(_resolve(cfg, key) for key in stage_keys(stage, **cell)))

@@ -2,7 +2,7 @@
 
 The trainer knows a model only through `pipeline.models.base.Seq2Seq`: `collate(pairs)` makes a
 batch and `loss(batch)["loss"]` (B,) is what it minimises (averaged over examples); the other
-per-example terms are logged. DiffuSeq §4 / spec/diffuseq.md §4 fix the optimiser: AdamW, linear
+floating-point per-example terms are logged, overall and per `loss_groups` group. DiffuSeq §4 / spec/diffuseq.md §4 fix the optimiser: AdamW, linear
 warmup then linear decay of the learning rate to 0 over `steps`, EMA of the weights.
 
 Batch semantics: `cfg.batch_size` is the global batch of one optimiser step,
@@ -36,7 +36,8 @@ from tqdm import tqdm
 
 from pipeline import checkpoint, distributed
 from pipeline.config import Config, TrainConfig
-from pipeline.models.base import Batch, Pair, Seq2Seq
+from pipeline.models.base import Seq2Seq
+from pipeline.types import Batch, Pair
 
 LOG = logging.getLogger(__name__)
 KEEP_STATES = 2  # training states kept in state_dir: the newest and one before it
@@ -134,24 +135,22 @@ def _to_device(batch: Batch, device: torch.device) -> Batch:
     return {k: v.to(device) if isinstance(v, Tensor) else v for k, v in batch.items()}
 
 
-def _loss_sums(terms: dict[str, Tensor], batch: Batch, names: list[str],
-               num_timesteps: int | None) -> Tensor:
-    """Per-term sums over the batch's examples, overall and by timestep quartile.
+def _loss_sums(terms: dict[str, Tensor], names: list[str], groups: Tensor | None) -> Tensor:
+    """Per-term sums over the batch's examples, overall and by group (e.g. timestep quartile).
 
+    Args:
+        groups: (B,) group 0..3 of every example (`Seq2Seq.loss_groups`), or None.
     Returns:
         (K+1, 5): row k is term names[k], the last row counts examples; column 0 sums all
-        examples, columns 1..4 the examples whose t falls in quartile 0..3 of [0, num_timesteps)
-        (zero when the model reports no t: "t" in the loss terms or the batch).
+        examples, columns 1..4 the examples of group 0..3 (zero without groups).
     """
     size = terms["loss"].shape[0]
     values = torch.stack([terms[k].detach().float().reshape(-1).expand(size) for k in names]
                          + [torch.ones(size, device=terms["loss"].device)])  # (K+1, B)
     sums = torch.zeros(len(names) + 1, 5, device=values.device)
     sums[:, 0] = values.sum(1)
-    t = terms.get("t", batch.get("t"))
-    if t is not None and num_timesteps:
-        quartile = (t.reshape(-1).to(values.device) * 4 // num_timesteps).clamp(0, 3).long()
-        sums[:, 1:].index_add_(1, quartile, values)
+    if groups is not None:
+        sums[:, 1:].index_add_(1, groups.reshape(-1).to(values.device).long().clamp(0, 3), values)
     return sums
 
 
@@ -167,7 +166,8 @@ def _means(sums: Tensor, names: list[str], prefix: str = "") -> dict[str, float]
 
 
 def _term_names(terms: dict[str, Tensor]) -> list[str]:
-    return ["loss"] + sorted(k for k in terms if k not in ("loss", "t"))
+    """The logged terms: "loss" first, then every other floating-point term."""
+    return ["loss"] + sorted(k for k, v in terms.items() if k != "loss" and v.is_floating_point())
 
 
 @torch.no_grad()
@@ -189,7 +189,7 @@ def evaluate(model: Seq2Seq, valid: Sequence[Pair], cfg: TrainConfig, device: to
             with autocast:
                 terms = model.loss(batch)
             names = names or _term_names(terms)
-            sums = _loss_sums(terms, batch, names, getattr(model, "num_timesteps", None))
+            sums = _loss_sums(terms, names, model.loss_groups(terms))
             total = sums if total is None else total + sums
     model.train(was_training)
     return _means(total, names, "valid_") if total is not None else {}
@@ -256,7 +256,7 @@ def fit(model: Seq2Seq, train: Sequence[Pair], valid: Sequence[Pair] | None, cfg
     autocast = torch.autocast(ctx.device.type, dtype=torch.bfloat16,
                               enabled=cfg.precision == "bf16" and distributed.bf16_pays(ctx.device))
     params = [p for p in model.parameters() if p.requires_grad]
-    num_timesteps, names = getattr(model, "num_timesteps", None), None
+    names = None
     log = log if (log is not None and ctx.is_main) else (lambda **_: None)
     bar = tqdm(total=cfg.steps, initial=step, desc="train", disable=not (progress and ctx.is_main))
     model.train()
@@ -278,7 +278,7 @@ def fit(model: Seq2Seq, train: Sequence[Pair], valid: Sequence[Pair] | None, cfg
                     terms = trainer(batch)
                 (terms["loss"].float().mean() / accumulation).backward()
             names = names or _term_names(terms)
-            sums = sums + _loss_sums(terms, batch, names, num_timesteps)
+            sums = sums + _loss_sums(terms, names, model.loss_groups(terms))
             tokens += sum(len(src) + len(trg) for src, trg in pairs)
         grad_norm = float(nn.utils.clip_grad_norm_(params, cfg.grad_clip or math.inf))
         totals = distributed.all_reduce_sum(torch.cat([sums.flatten(), sums.new_tensor([tokens])]))
@@ -322,26 +322,27 @@ def train_system(cfg: Config, task: str, system: str, data_dir: Path, out_dir: P
         log: the tracking callback (rank 0).
     """
     from pipeline.data.dataset import load_split, load_task_info
-    from pipeline.models.registry import family_spec
+    from pipeline.models.registry import get_family, system_configs
 
     sys_cfg = cfg.systems[system]
     if sys_cfg.train is None:
         raise ValueError(f"systems.{system}: family '{sys_cfg.family}' has no train block")
-    model_cfg, _ = cfg.family_configs(system)
+    family = get_family(sys_cfg.family)
+    model_cfg, _ = system_configs(sys_cfg, f"systems.{system}")
     task_info = load_task_info(data_dir)
     device = distributed.resolve_device(cfg.compute.device)
     ctx = distributed.init(device)
     torch.set_num_threads(max(1, cfg.compute.threads // ctx.world_size))
     torch.manual_seed(sys_cfg.train.seed)  # the same initial weights on every rank and rerun
-    model = family_spec(sys_cfg.family).module.build(model_cfg, task_info)
+    model = family.build(model_cfg, task_info)
     num_params = checkpoint.num_parameters(model)
     LOG.info("%s/%s: %s model with %d parameters", task, system, sys_cfg.family, num_params)
     model = fit(model, load_split(data_dir, "train"), load_split(data_dir, "valid"), sys_cfg.train,
                 Path(state_dir), device=device, log=log)
     if ctx.is_main:
         state = checkpoint.latest_state(state_dir)
-        checkpoint.save_model(model, out_dir, extra={
-            "family": sys_cfg.family, "task": task, "system": system, "step": sys_cfg.train.steps,
+        checkpoint.save_model(model, model.export_config(), out_dir, family.name, extra={
+            "task": task, "system": system, "step": sys_cfg.train.steps,
             "num_parameters": num_params, "ema_rate": sys_cfg.train.ema_rate,
             "training_state": str(state)})
         LOG.info("saved %s (from training state %s)", out_dir, state)

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from pipeline.config import load_config
-from pipeline.dvcgen import build_dvc_yaml
+from pipeline.dvcgen import build_dvc_yaml, default_location
 from tests.helpers.project import dvc, project_copy, snakemake
 
 REPO = Path(__file__).resolve().parents[1]
@@ -24,14 +24,16 @@ def _snakemake_commands(work: Path, params: str) -> set[str]:
 
 def _dvc_commands(work: Path) -> set[str]:
     """The commands of the stages `dvc status` says must run (`dvc repro --dry` cannot plan past a
-    stage whose inputs do not exist yet), as DVC itself reads them from dvc.yaml."""
+    stage whose inputs do not exist yet), as DVC itself reads them from dvc.yaml, without the
+    `--params FILE` that Snakemake passes through the environment instead."""
     from dvc.repo import Repo
 
     out = dvc(work, "status", "--json")
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
-    pending = set(json.loads(out.stdout))
+    pending = {name.split(":")[-1] for name in json.loads(out.stdout)}
     with Repo(str(work)) as repo:
-        return {stage.cmd for stage in repo.index.stages if stage.name in pending}
+        return {re.sub(r" --params \S+", "", stage.cmd) for stage in repo.index.stages
+                if stage.name in pending}
 
 
 @pytest.mark.parametrize("params", ["params/default.yaml", "params/paper.yaml"])
@@ -43,11 +45,13 @@ def test_snakemake_and_dvc_plan_the_same_jobs(tmp_path, params):
     assert snake == dvc
 
 
-def test_committed_dvc_yaml_is_fresh(monkeypatch):
+@pytest.mark.parametrize("params", ["params/default.yaml", "params/paper.yaml"])
+def test_committed_dvc_yaml_is_fresh(monkeypatch, params):
     monkeypatch.chdir(REPO)
-    committed = yaml.safe_load(Path("dvc.yaml").read_text())
-    assert committed == build_dvc_yaml(load_config("params/default.yaml")), \
-        "dvc.yaml is stale: run `python -m pipeline dvc-yaml`"
+    location = default_location(Path(params))
+    committed = yaml.safe_load(location.read_text())
+    assert committed == build_dvc_yaml(load_config(params), location), \
+        f"{location} is stale: run `python -m pipeline dvc-yaml --params {params}`"
 
 
 def test_snakemake_lint_is_clean():
@@ -59,7 +63,7 @@ def test_snakemake_lint_is_clean():
 def test_slurm_profile_plans_gpu_jobs_with_torchrun(tmp_path):
     """A dry run through the SLURM executor plugin with the paper's parameters."""
     work = project_copy(tmp_path / "project", "params/paper.yaml")
-    out = snakemake(work, "params/paper.yaml", "results/tables.md", "-n",
+    out = snakemake(work, "params/paper.yaml", "results/paper/tables.md", "-n",
                     "--profile", "workflow/profiles/slurm")
     assert out.returncode == 0, out.stderr[-3000:]
     text = out.stdout + out.stderr

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, overload
 import numpy as np
 
 from pipeline.data.jsonl import MULTIREF_FILE, DataError, read_pairs, split_path
-from pipeline.models.base import Pair, TaskInfo
+from pipeline.types import Pair, TaskInfo
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerFast

@@ -24,7 +24,7 @@ from pipeline.data.jsonl import (MULTIREF_FILE, SPLITS, DataError, PairFile, rea
                                  split_path, splits_sha256, write_pairs)
 from pipeline.data.wordpiece import PREFIX, learn_vocab
 from pipeline.io import atomic_dir, atomic_file, write_json
-from pipeline.models.base import TaskInfo
+from pipeline.types import TaskInfo
 
 log = logging.getLogger(__name__)
 

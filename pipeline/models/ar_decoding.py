@@ -93,6 +93,11 @@ class DecodeConfig:
         return dataclasses.replace(self, candidates=self.quality)
 
 
+def describe(decode: Any) -> str:
+    """The decoding in words for the table's footnote (any decode with candidates/quality)."""
+    return f"candidates: method={decode.candidates.method}; quality: method={decode.quality.method}"
+
+
 class IncrementalDecoder(Protocol):
     """A model's decoder state over N rows, advanced one token at a time."""
 
@@ -373,7 +378,6 @@ class EncoderDecoder(Seq2Seq):
     `incremental_decoder(src, src_mask) -> IncrementalDecoder`.
     """
 
-    family = ""
     label_smoothing = 0.0
 
     def __init__(self, cfg: Any, task: TaskInfo):

@@ -26,7 +26,8 @@ from pipeline.diffusion.rounding import NearestEmbedding
 from pipeline.diffusion.samplers import Sampler, build_sampler, standard_normal
 from pipeline.diffusion.schedules import get_betas
 from pipeline.diffusion.timesteps import build_timestep_sampler
-from pipeline.models.base import Batch, GenerationOutput, Pair, Seq2Seq, TaskInfo, candidate_generator
+from pipeline.models.base import (Batch, Family, GenerationOutput, Pair, Seq2Seq, TaskInfo,
+                                  candidate_generator)
 
 log = logging.getLogger(__name__)
 
@@ -172,17 +173,13 @@ class DiffuSeq(Seq2Seq):
         task: the task's tokenization (vocabulary, seq_len, special ids).
     """
 
-    family = "diffuseq"
-
     def __init__(self, cfg: ModelConfig, task: TaskInfo):
         super().__init__()
         self.cfg, self.task = cfg, task
-        self.tokenizer_dir = task.tokenizer_dir
         self.net = TransformerNet(cfg, task.vocab_size)
         self.betas = get_betas(cfg.noise_schedule, cfg.diffusion_steps)
         self.diffusion = Diffusion(self.betas, cfg.rescale_timesteps)
         self.timestep_sampler = build_timestep_sampler(cfg.timestep_sampler, cfg.diffusion_steps)
-        self.num_timesteps = cfg.diffusion_steps
 
     def collate(self, pairs: list[Pair]) -> Batch:
         """input_ids (B, L) in the release's layout, input_mask (B, L) (0 on the source part),
@@ -197,8 +194,8 @@ class DiffuSeq(Seq2Seq):
         return {"input_ids": input_ids, "input_mask": input_mask, "truncated": truncated}
 
     def loss(self, batch: Batch) -> dict[str, Tensor]:
-        """Per-example terms (B,) and the sampled timesteps "t" (for the trainer's per-quartile
-        log); "loss" is importance-weighted by the timestep sampler, which learns from the
+        """Per-example terms (B,) and the sampled timesteps "t" (integer: `loss_groups` turns it
+        into the trainer's per-quartile log); "loss" is importance-weighted by the timestep sampler, which learns from the
         unweighted losses of training batches only (validation must not change its history)."""
         input_ids, input_mask = batch["input_ids"], batch["input_mask"]
         t, weights = self.timestep_sampler.sample(len(input_ids), input_ids.device)
@@ -207,6 +204,10 @@ class DiffuSeq(Seq2Seq):
             self.timestep_sampler.update(t, terms["loss"].detach())
         terms["loss"] = terms["loss"] * weights
         return {**terms, "t": t}
+
+    def loss_groups(self, terms: dict[str, Tensor]) -> Tensor:
+        """The quartile of [0, T) of each example's timestep (improved-diffusion's loss log)."""
+        return (terms["t"] * 4 // self.cfg.diffusion_steps).clamp(0, 3)
 
     @torch.no_grad()
     def generate(self, batch: Batch, seeds: list[int], source_indices: list[int],
@@ -329,3 +330,7 @@ def from_export(config: dict[str, Any]) -> DiffuSeq:
     """Rebuild the architecture from `export_config()` (weights are loaded by the caller; the
     pretrained BERT is not fetched again)."""
     return DiffuSeq(model_config_from_dict(config["model"]), TaskInfo(**config["task"]))
+
+
+FAMILY = Family("diffuseq", ModelConfig, DecodeConfig, build, from_export, paper_system="DiffuSeq",
+                describe=lambda decode: f"sampler={decode.sampler}, steps={decode.steps}")

@@ -8,7 +8,7 @@ Two ways to build it (`ModelConfig.pretrained`):
 - a hub id (`gpt2`, `gpt2-large`) or a local directory in the hub's format: its weights and its
   own tokenizer (GPT-2 BPE). `collate` turns the task's word pieces back into text with the task
   tokenizer (`pipeline.text.decode_ids`) and re-encodes it with GPT-2's (cached per sequence);
-  `tokenizer_dir` points at GPT-2's tokenizer so the sample stage decodes the output with it.
+  `output_tokenizer_dir()` names GPT-2's tokenizer so the sample stage decodes the output with it.
   GPT-2 has no separator or padding token: `<|endoftext|>` serves as separator, EOS and padding
   (padding is masked out of attention and loss).
 - null: a randomly initialised GPT-2 (n_layer, n_embd, n_head, n_positions) over the task's
@@ -32,11 +32,11 @@ import torch
 from torch import Tensor
 from transformers import AutoTokenizer, GenerationConfig, GPT2Config, GPT2LMHeadModel
 
-from pipeline.models.ar_decoding import (DETERMINISTIC, DecodeConfig, Search, pad_rows, run_search,
-                                         sequence_nll, strip_after_eos)
-from pipeline.models.base import Batch, GenerationOutput, Pair, Seq2Seq, TaskInfo
+from pipeline.models.ar_decoding import (DETERMINISTIC, DecodeConfig, Search, describe, pad_rows,
+                                         run_search, sequence_nll, strip_after_eos)
+from pipeline.models.base import Batch, Family, GenerationOutput, Pair, Seq2Seq, TaskInfo
 
-__all__ = ["DecodeConfig", "GPT2Seq2Seq", "ModelConfig", "build", "from_export"]
+__all__ = ["FAMILY", "DecodeConfig", "GPT2Seq2Seq", "ModelConfig", "build", "from_export"]
 
 IGNORE = -100  # the label of positions outside the loss (transformers' convention)
 
@@ -58,21 +58,24 @@ class ModelConfig:
 class GPT2Seq2Seq(Seq2Seq):
     """A GPT2LMHeadModel trained on `source SEP target EOS` with the loss on the target."""
 
-    family = "gpt2"
-
     def __init__(self, cfg: ModelConfig, task: TaskInfo, lm: GPT2LMHeadModel):
         super().__init__()
         self.cfg, self.task, self.lm = cfg, task, lm
         if cfg.pretrained:
             gpt2_tokenizer = AutoTokenizer.from_pretrained(cfg.pretrained)
-            self.tokenizer_dir = cfg.pretrained
             self.eos_id = self.sep_id = self.pad_id = gpt2_tokenizer.eos_token_id
             self._codec: _Retokenizer | None = _Retokenizer(task.tokenizer_dir, gpt2_tokenizer)
         else:
-            self.tokenizer_dir = task.tokenizer_dir
             self.eos_id = self.sep_id = task.sep_id
             self.pad_id = task.pad_id
             self._codec = None
+
+    def output_tokenizer_dir(self) -> str | None:
+        """A pretrained GPT-2 writes BPE ids: its own tokenizer decodes them."""
+        return self.cfg.pretrained or None
+
+    def is_pretrained(self) -> bool:
+        return bool(self.cfg.pretrained)
 
     def _sides(self, pairs: list[Pair]) -> list[tuple[list[int], list[int]]]:
         """(source, target) ids in this model's vocabulary, each truncated to seq_len."""
@@ -219,3 +222,8 @@ def from_export(config: dict[str, Any]) -> GPT2Seq2Seq:
     saved ones); a pretrained model still needs its tokenizer at `pretrained`."""
     lm = GPT2LMHeadModel(GPT2Config.from_dict(config["gpt2_config"]))
     return GPT2Seq2Seq(ModelConfig(**config["model"]), TaskInfo(**config["task"]), lm)
+
+
+FAMILY = Family("gpt2", ModelConfig, DecodeConfig, build, from_export,
+                quality_decode=DecodeConfig.quality_decode, describe=describe,
+                paper_system="GPT2-base FT")

@@ -18,7 +18,7 @@ docs/gpvae.md lists the paper's equations this follows and every simplification.
 Vocabulary: a T5 from scratch (the embedded default) uses the task's word pieces; a pretrained
 T5 (`pretrained`: a hub id or a local directory; paper: t5-base) uses its own tokenizer, the task's
 word pieces being decoded to text and re-tokenised; its generated ids are T5 ids, and
-`tokenizer_dir` names T5's tokenizer folder so that the sample stage decodes them with it.
+`output_tokenizer_dir()` names T5's tokenizer folder so that the sample stage decodes them with it.
 Notation: B batch, N candidates, L length, D d_model, k latent channels, V vocabulary.
 """
 
@@ -35,8 +35,9 @@ from torch import Tensor, nn
 from transformers import AutoTokenizer, T5Config, T5ForConditionalGeneration
 from transformers.modeling_outputs import BaseModelOutput
 
-from pipeline.models.ar_decoding import Search, beam_search, sample
-from pipeline.models.base import Batch, GenerationOutput, Pair, Seq2Seq, TaskInfo, candidate_generator
+from pipeline.models.ar_decoding import Search, beam_search, describe, sample
+from pipeline.models.base import (Batch, Family, GenerationOutput, Pair, Seq2Seq, TaskInfo,
+                                  candidate_generator)
 
 TOKEN_SEARCHES = ("greedy", "beam", "sample")
 INIT_STD = 1e-4  # initial weights of the latent layers
@@ -155,19 +156,17 @@ def resolve_pretrained(name: str) -> Path:
 class GPVAET5(Seq2Seq):
     """T5 whose decoder attends to encoder states plus a GP-distributed latent (module doc)."""
 
-    family = "gpvae"
-
     def __init__(self, cfg: ModelConfig, task: TaskInfo, t5_config: dict[str, Any] | None = None):
         super().__init__()
         self.cfg, self.task = cfg, task
         self.max_len = cfg.max_len or task.seq_len
         self.t5 = self._build_t5(t5_config)
-        self.t5_tokenizer = self.task_tokenizer = None
+        self.t5_tokenizer = self.task_tokenizer = self.t5_dir = None
         if cfg.pretrained:
             from pipeline.data.dataset import load_tokenizer
 
-            self.tokenizer_dir = str(resolve_pretrained(cfg.pretrained))
-            self.t5_tokenizer = AutoTokenizer.from_pretrained(self.tokenizer_dir)
+            self.t5_dir = str(resolve_pretrained(cfg.pretrained))
+            self.t5_tokenizer = AutoTokenizer.from_pretrained(self.t5_dir)
             self.task_tokenizer = load_tokenizer(task.tokenizer_dir)
         config = self.t5.config
         self.pad_id, self.eos_id = config.pad_token_id, config.eos_token_id
@@ -185,6 +184,13 @@ class GPVAET5(Seq2Seq):
             nn.init.normal_(layer.weight, std=INIT_STD)
             if layer.bias is not None:
                 nn.init.normal_(layer.bias, std=INIT_STD)
+
+    def output_tokenizer_dir(self) -> str | None:
+        """A pretrained T5 writes its own ids: its tokenizer decodes them."""
+        return self.t5_dir
+
+    def is_pretrained(self) -> bool:
+        return bool(self.cfg.pretrained)
 
     def _build_t5(self, t5_config: dict[str, Any] | None) -> T5ForConditionalGeneration:
         """The pretrained T5 (hub id or folder), a T5 of an exported config, or a fresh small T5
@@ -272,7 +278,7 @@ class GPVAET5(Seq2Seq):
                  decode: DecodeConfig) -> GenerationOutput:
         """`len(seeds)` candidates per source: a latent draw each, then `decode.candidates`.
         Candidate (s, i) draws its latent, then its sampled tokens, from one stream,
-        `candidate_generator(s, i)`. Ids are in this model's vocabulary (see `tokenizer_dir`)."""
+        `candidate_generator(s, i)`. Ids are in this model's vocabulary (see `output_tokenizer_dir`)."""
         group = len(seeds)
         mask = batch["src_mask"].repeat_interleave(group, 0)  # candidate n = i * group + k
         states = self.t5.encoder(input_ids=batch["src"], attention_mask=batch["src_mask"]).last_hidden_state
@@ -352,3 +358,7 @@ def from_export(config: dict[str, Any]) -> GPVAET5:
     """Rebuild the model from `export_config()` with no pretrained weights loaded (the
     checkpoint's weights follow); a pretrained model still needs its tokenizer folder."""
     return GPVAET5(ModelConfig(**config["model"]), TaskInfo(**config["task"]), config["t5_config"])
+
+
+FAMILY = Family("gpvae", ModelConfig, DecodeConfig, build, from_export,
+                quality_decode=DecodeConfig.quality_decode, describe=describe, paper_system="GPVAE-T5")

@@ -19,10 +19,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from pipeline.models.ar_decoding import DecodeConfig, EncoderDecoder
-from pipeline.models.base import TaskInfo
+from pipeline.models.ar_decoding import DecodeConfig, EncoderDecoder, describe
+from pipeline.models.base import Family, TaskInfo
 
-__all__ = ["DecodeConfig", "GRUAttention", "ModelConfig", "build", "from_export"]
+__all__ = ["FAMILY", "DecodeConfig", "GRUAttention", "ModelConfig", "build", "from_export"]
 
 
 @dataclass(frozen=True)
@@ -39,8 +39,6 @@ class ModelConfig:
 class GRUAttention(EncoderDecoder):
     """Bidirectional GRU encoder; GRU decoder with additive attention; output tied to the input
     embedding."""
-
-    family = "gru_attention"
 
     def __init__(self, cfg: ModelConfig, task: TaskInfo):
         super().__init__(cfg, task)
@@ -140,3 +138,8 @@ def build(model_cfg: ModelConfig, task: TaskInfo) -> GRUAttention:
 def from_export(config: dict[str, Any]) -> GRUAttention:
     """Rebuild from `export_config()` (weights are loaded by the caller)."""
     return GRUAttention(ModelConfig(**config["model"]), TaskInfo(**config["task"]))
+
+
+FAMILY = Family("gru_attention", ModelConfig, DecodeConfig, build, from_export,
+                quality_decode=DecodeConfig.quality_decode, describe=describe,
+                paper_system="GRU-attention")

@@ -36,7 +36,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pipeline.models.base import Batch, GenerationOutput, Pair, Seq2Seq, TaskInfo, candidate_generator
+from pipeline.models.base import (Batch, Family, GenerationOutput, Pair, Seq2Seq, TaskInfo,
+                                  candidate_generator)
 from pipeline.models.levt_oracle import ExpertEdits, apply_deletions, apply_insertions, expert_edits
 from pipeline.models.transformer import sinusoidal_positions
 
@@ -79,8 +80,6 @@ def _masked_mean(values: Tensor, mask: Tensor) -> Tensor:
 
 class LevenshteinTransformer(Seq2Seq):
     """Encoder-decoder with deletion, placeholder-insertion and token heads (see module doc)."""
-
-    family = "levt"
 
     def __init__(self, cfg: ModelConfig, task: TaskInfo):
         super().__init__()
@@ -304,3 +303,8 @@ def build(model_cfg: ModelConfig, task: TaskInfo) -> LevenshteinTransformer:
 def from_export(config: dict[str, Any]) -> LevenshteinTransformer:
     """Rebuild the model from `export_config()` (weights are loaded separately)."""
     return build(ModelConfig(**config["model"]), TaskInfo(**config["task"]))
+
+
+FAMILY = Family("levt", ModelConfig, DecodeConfig, build, from_export,
+                quality_decode=DecodeConfig.quality_decode, paper_system="NAR-LevT",
+                describe=lambda decode: f"sampling={decode.sampling}, max_iterations={decode.max_iterations}")

@@ -127,5 +127,6 @@ def import_to_folder(src_ckpt: str | Path, training_args: str | Path, out_dir: s
     from pipeline.checkpoint import save_model
 
     model = import_release_checkpoint(src_ckpt, training_args, tokenizer_dir, embedding=embedding)
-    save_model(model, Path(out_dir), extra={"imported_from": str(src_ckpt), "embedding": embedding})
+    save_model(model, model.export_config(), Path(out_dir), "diffuseq",
+               extra={"imported_from": str(src_ckpt), "embedding": embedding})
     return Path(out_dir)

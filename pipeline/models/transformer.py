@@ -19,10 +19,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pipeline.models.ar_decoding import DecodeConfig, EncoderDecoder
-from pipeline.models.base import TaskInfo
+from pipeline.models.ar_decoding import DecodeConfig, EncoderDecoder, describe
+from pipeline.models.base import Family, TaskInfo
 
-__all__ = ["DecodeConfig", "ModelConfig", "Transformer", "build", "from_export"]
+__all__ = ["FAMILY", "DecodeConfig", "ModelConfig", "Transformer", "build", "from_export"]
 
 
 @dataclass(frozen=True)
@@ -53,8 +53,6 @@ def sinusoidal_positions(length: int, dim: int) -> Tensor:
 
 class Transformer(EncoderDecoder):
     """`torch.nn.Transformer` with tied embeddings over the task's vocabulary."""
-
-    family = "transformer"
 
     def __init__(self, cfg: ModelConfig, task: TaskInfo):
         super().__init__(cfg, task)
@@ -142,3 +140,8 @@ def build(model_cfg: ModelConfig, task: TaskInfo) -> Transformer:
 def from_export(config: dict[str, Any]) -> Transformer:
     """Rebuild from `export_config()` (weights are loaded by the caller)."""
     return Transformer(ModelConfig(**config["model"]), TaskInfo(**config["task"]))
+
+
+FAMILY = Family("transformer", ModelConfig, DecodeConfig, build, from_export,
+                quality_decode=DecodeConfig.quality_decode, describe=describe,
+                paper_system="Transformer-base")

@@ -1,36 +1,24 @@
 """results/tables.md: one table per task in the layout of the paper's Table 1, beside its numbers.
 
 Built only from the metrics JSONs of the evaluate stage. Each cell shows our value and, when the
-task and the system map to a row of the paper (`paper_table1.tsv`, the project's copy of Table 1),
-the paper's value in parentheses. The best value of each column is bold, the two floor rows
-(copy source, random target) excluded; they are shown last.
+task and the system map to a row of the paper (the task's `paper_task`, the system's
+`paper_system` recorded in its metrics; `paper_table1.tsv` is the project's copy of Table 1), the
+paper's value in parentheses. The best value of each column is bold, the floor rows (copy
+source, random target) excluded; they are shown last.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from pipeline.config import Config
 from pipeline.io import atomic_file, write_json
 from pipeline.report import plots
-from pipeline.stages import STAGES
 
 PAPER_TABLE = Path(__file__).with_name("paper_table1.tsv")
-FLOOR_FAMILIES = ("copy_source", "random_target")
-
-# family -> the paper row it reproduces. GPT-2 has two rows; the size in the system's label picks one.
-PAPER_SYSTEMS: dict[str, Callable[[str], str]] = {
-    "diffuseq": lambda label: "DiffuSeq",
-    "gru_attention": lambda label: "GRU-attention",
-    "transformer": lambda label: "Transformer-base",
-    "gpt2": lambda label: "GPT2-large FT" if "large" in label.lower() else "GPT2-base FT",
-    "gpvae": lambda label: "GPVAE-T5",
-    "levt": lambda label: "NAR-LevT",
-}
 # Paper rows that fine-tune a pretrained model: ours is marked when it was trained from scratch.
 PAPER_FINETUNED = ("GPT2-base FT", "GPT2-large FT", "GPVAE-T5")
 
@@ -47,12 +35,6 @@ COLUMNS: list[tuple[str, tuple[str, ...], tuple[int, ...]]] = [
 FORMATS = {"len": "{:.2f}", "sacrebleu": "{:.2f}"}
 
 
-def paper_system(family: str, label: str) -> str | None:
-    """The paper's Table 1 row that a system of this family and label stands for (None: none)."""
-    rule = PAPER_SYSTEMS.get(family)
-    return rule(label) if rule else None
-
-
 def load_paper_table(path: Path = PAPER_TABLE) -> dict[tuple[str, str], dict[str, float]]:
     """(paper task, paper system) -> the paper's numbers by metric key."""
     with open(path, newline="") as handle:
@@ -60,17 +42,21 @@ def load_paper_table(path: Path = PAPER_TABLE) -> dict[tuple[str, str], dict[str
     return {(r.pop("task"), r.pop("system")): {k: float(v) for k, v in r.items()} for r in rows}
 
 
-def load_metrics(cfg: Config) -> dict[str, list[dict[str, Any]]]:
-    """task -> the metrics JSONs of its systems (floors last); a missing file is an error."""
+def load_metrics(cfg: Config, paths: dict[tuple[str, str], Path]) -> dict[str, list[dict[str, Any]]]:
+    """task -> the metrics JSONs of its systems (floors last); a missing file is an error.
+
+    Args:
+        paths: (task, system) -> its metrics JSON, for every cell of the parameter file.
+    """
     by_task: dict[str, list[dict[str, Any]]] = {task: [] for task in cfg.tasks}
     for task, system in cfg.system_cells():
-        path = STAGES["evaluate"].outputs(task=task, system=system)["metrics"]
+        path = Path(paths[(task, system)])
         if not path.is_file():
             raise FileNotFoundError(f"{path}: metrics of ({task}, {system}) missing; run "
                                     f"`python -m pipeline evaluate --task {task} --system {system}`")
         by_task[task].append(json.loads(path.read_text()))
     for rows in by_task.values():
-        rows.sort(key=lambda m: m.get("family") in FLOOR_FAMILIES)      # stable: file order kept
+        rows.sort(key=lambda m: bool(m.get("is_floor")))      # stable: file order kept
     return by_task
 
 
@@ -79,7 +65,7 @@ def _fmt(key: str, value: float | None) -> str:
 
 
 def _best(rows: list[dict[str, Any]], key: str, direction: int) -> float | None:
-    values = [r["table"].get(key) for r in rows if r.get("family") not in FLOOR_FAMILIES]
+    values = [r["table"].get(key) for r in rows if not r.get("is_floor")]
     values = [v for v in values if v is not None]
     if not values or direction == 0:
         return None
@@ -88,15 +74,14 @@ def _best(rows: list[dict[str, Any]], key: str, direction: int) -> float | None:
 
 def _row_label(m: dict[str, Any]) -> str:
     label = m.get("label") or m["system"]
-    if m.get("family") in FLOOR_FAMILIES and "floor" not in label.lower():
+    if m.get("is_floor") and "floor" not in label.lower():
         label += " (floor)"
     return label + (" †" if is_from_scratch(m) else "")
 
 
 def is_from_scratch(m: dict[str, Any]) -> bool:
     """A system trained from scratch whose paper row fine-tunes a pretrained model."""
-    paper = paper_system(m.get("family", ""), m.get("label") or m["system"])
-    return m.get("pretrained") is False and paper in PAPER_FINETUNED
+    return m.get("pretrained") is False and m.get("paper_system") in PAPER_FINETUNED
 
 
 def render_table(rows: list[dict[str, Any]], paper: dict[str, dict[str, float]]) -> list[str]:
@@ -116,7 +101,7 @@ def render_table(rows: list[dict[str, Any]], paper: dict[str, dict[str, float]])
             ours = []
             for key in keys:
                 value, text = m["table"].get(key), _fmt(key, m["table"].get(key))
-                is_best = value is not None and value == best[key] and m.get("family") not in FLOOR_FAMILIES
+                is_best = value is not None and value == best[key] and not m.get("is_floor")
                 ours.append(f"**{text}**" if is_best else text)
             cell = " / ".join(ours)
             if all(key in ref for key in keys):
@@ -132,7 +117,7 @@ def paper_rows(cfg: Config, task: str, rows: list[dict[str, Any]],
     paper_task = cfg.tasks[task].paper_task
     out = {}
     for m in rows:
-        name = paper_system(m.get("family", ""), m.get("label") or m["system"])
+        name = m.get("paper_system")
         if paper_task and name and (paper_task, name) in table:
             out[m["system"]] = table[(paper_task, name)]
     return out
@@ -179,17 +164,18 @@ def mbr_curve_records(by_task: dict[str, list[dict[str, Any]]]) -> list[dict[str
             for size, q in sorted(m.get("mbr", {}).items(), key=lambda item: int(item[0]))]
 
 
-def write_report(cfg: Config, tables_path: Path, figures_dir: Path,
-                 curves_path: Path | None = None) -> None:
+def write_report(cfg: Config, metrics_paths: dict[tuple[str, str], Path], tables_path: Path,
+                 figures_dir: Path, curves_path: Path | None = None) -> None:
     """Write results/tables.md, the figures and the plot data, each atomically, from the metrics.
 
     Args:
         cfg: the parameter file (which (task, system) cells to show, and the run settings).
+        metrics_paths: (task, system) -> its metrics JSON.
         tables_path: the markdown file to write.
         figures_dir: the folder of PNG figures (replaced as a whole).
         curves_path: JSON records of BLEU vs candidate-set size (for `dvc plots`), if wanted.
     """
-    by_task = load_metrics(cfg)
+    by_task = load_metrics(cfg, metrics_paths)
     plots.write_figures(by_task, Path(figures_dir))
     if curves_path is not None:
         write_json(Path(curves_path), mbr_curve_records(by_task))

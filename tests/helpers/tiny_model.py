@@ -18,9 +18,10 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from pipeline.models.base import Batch, GenerationOutput, Pair, Seq2Seq, TaskInfo, candidate_generator
+from pipeline.models.base import (Batch, Family, GenerationOutput, Pair, Seq2Seq, TaskInfo,
+                                  candidate_generator)
 
-FAMILY = "tiny"
+NAME = "tiny"
 # A task for tests that need no tokenizer: ids 4..11 are words.
 TOY_TASK = TaskInfo(vocab_size=12, seq_len=16, pad_id=0, cls_id=2, sep_id=3, unk_id=1,
                     tokenizer_dir="")
@@ -38,8 +39,8 @@ def toy_pairs(n: int, seed: int = 0) -> list[Pair]:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """hidden: embedding and GRU size. num_timesteps > 0 makes the batch carry a stand-in
-    timestep t = (source length mod num_timesteps), to exercise per-quartile logging.
+    """hidden: embedding and GRU size. num_timesteps > 0 makes the loss report a stand-in
+    timestep t = (source length mod num_timesteps), to exercise per-group logging.
     tie_embeddings: the output layer shares the embedding matrix (as DiffuSeq's lm_head does)."""
 
     hidden: int = 8
@@ -67,12 +68,9 @@ def _pad(rows: list[list[int]], pad_id: int) -> Tensor:
 
 
 class TinySeq2Seq(Seq2Seq):
-    family = FAMILY
-
     def __init__(self, cfg: ModelConfig, task: TaskInfo) -> None:
         super().__init__()
         self.cfg, self.task = cfg, task
-        self.num_timesteps = cfg.num_timesteps or None
         self.embed = nn.Embedding(task.vocab_size, cfg.hidden)
         self.gru = nn.GRU(cfg.hidden, cfg.hidden, batch_first=True)
         self.head = nn.Linear(cfg.hidden, task.vocab_size)
@@ -102,7 +100,15 @@ class TinySeq2Seq(Seq2Seq):
         target = batch["trg_out"]
         mask = (target != self.task.pad_id).float()
         nll = F.cross_entropy(logits.transpose(1, 2), target, reduction="none")  # (B, L)
-        return {"loss": (nll * mask).sum(1) / mask.sum(1), "first_token": nll[:, 0]}
+        terms = {"loss": (nll * mask).sum(1) / mask.sum(1), "first_token": nll[:, 0]}
+        if self.cfg.num_timesteps:
+            terms["t"] = batch["t"]
+        return terms
+
+    def loss_groups(self, terms: dict[str, Tensor]) -> Tensor | None:
+        if not self.cfg.num_timesteps:
+            return None
+        return (terms["t"] * 4 // self.cfg.num_timesteps).clamp(0, 3)
 
     @torch.no_grad()
     def generate(self, batch: Batch, seeds: list[int], source_indices: list[int],
@@ -147,8 +153,12 @@ def from_export(config: dict[str, Any]) -> TinySeq2Seq:
     return TinySeq2Seq(ModelConfig(**config["model"]), TaskInfo(**config["task"]))
 
 
+FAMILY = Family(NAME, ModelConfig, DecodeConfig, build, from_export,
+                quality_decode=DecodeConfig.quality_decode)
+
+
 def register(monkeypatch: Any) -> None:
     """Make "tiny" a known family for the duration of a test."""
-    from pipeline.models.registry import FAMILIES
+    from pipeline.models.registry import family_modules
 
-    monkeypatch.setitem(FAMILIES, FAMILY, (__name__, True))
+    monkeypatch.setitem(family_modules(), NAME, __name__)

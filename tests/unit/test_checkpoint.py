@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from pipeline import checkpoint
+from pipeline.models.registry import load_model
 from tests.helpers import tiny_model
 from tests.helpers.tiny_model import TOY_TASK, ModelConfig, build, toy_pairs
 
@@ -24,11 +25,12 @@ def tiny_family(monkeypatch):
 def test_model_folder_round_trip_keeps_weights_ties_and_outputs(tmp_path):
     torch.manual_seed(0)
     model = build(ModelConfig(tie_embeddings=True), TOY_TASK).eval()
-    checkpoint.save_model(model, tmp_path / "model", extra={"step": 7, "task": "toy"})
+    checkpoint.save_model(model, model.export_config(), tmp_path / "model", "tiny",
+                          extra={"step": 7, "task": "toy"})
     config = json.loads((tmp_path / "model" / "config.json").read_text())
     assert config["family"] == "tiny" and config["step"] == 7
     assert config["provenance"]["task"] == "toy"
-    loaded = checkpoint.load_model(tmp_path / "model")
+    loaded = load_model(tmp_path / "model")
     assert loaded.head.weight is loaded.embed.weight
     for name, value in model.state_dict().items():
         assert torch.equal(value, loaded.state_dict()[name]), name
@@ -38,18 +40,9 @@ def test_model_folder_round_trip_keeps_weights_ties_and_outputs(tmp_path):
             == loaded.generate(batch, [0, 1], [0, 1, 2], decode).ids)
 
 
-def test_save_model_needs_a_family_name(tmp_path):
-    model = build(ModelConfig(), TOY_TASK)
-    model.family = None
-    with pytest.raises(ValueError, match="no family name"):
-        checkpoint.save_model(model, tmp_path / "model")
-    checkpoint.save_model(model, tmp_path / "model", extra={"family": "tiny"})
-    assert json.loads((tmp_path / "model" / "config.json").read_text())["family"] == "tiny"
-
-
 def test_load_model_rejects_a_folder_without_config(tmp_path):
     with pytest.raises(FileNotFoundError, match="no config.json"):
-        checkpoint.load_model(tmp_path)
+        load_model(tmp_path)
 
 
 def test_rng_states_round_trip():

@@ -6,7 +6,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.config import SCHEMA_PATH, ConfigError, load_config, params_schema
+from pipeline.config import SCHEMA_PATH, ConfigError, load_config
+from pipeline.models.registry import system_configs
+from pipeline.schema import params_schema
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = ["params/default.yaml", "params/paper.yaml", "params/tiny.yaml"]
@@ -16,8 +18,8 @@ SHIPPED = ["params/default.yaml", "params/paper.yaml", "params/tiny.yaml"]
 def test_shipped_parameter_files_load(name):
     cfg = load_config(REPO / name)
     assert cfg.tasks and cfg.system_cells()
-    for system in cfg.systems:
-        cfg.family_configs(system)
+    for name, system in cfg.systems.items():
+        system_configs(system, f"systems.{name}")
 
 
 def test_paper_file_has_the_papers_four_tasks_and_settings():
@@ -27,7 +29,7 @@ def test_paper_file_has_the_papers_four_tasks_and_settings():
     steps = {t.paper_task: cfg.systems[f"diffuseq_{name}"].train.steps
              for name, t in cfg.tasks.items()}
     assert steps == {"paraphrase": 50000, "qg": 40000, "simplification": 80000, "dialogue": 140000}
-    model, _ = cfg.family_configs("diffuseq_qqp")
+    model, _ = system_configs(cfg.systems["diffuseq_qqp"], "systems.diffuseq_qqp")
     assert model.diffusion_steps == 2000 and model.noise_schedule == "sqrt"
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipeline.checkpoint import load_model, save_model
+from pipeline.checkpoint import save_model
+from pipeline.models.registry import load_model
 from pipeline.data.dataset import load_split, load_task_info, load_tokenizer
 from pipeline.generate import generate_candidates, sample_system
 from pipeline.text import normalize
@@ -26,7 +27,7 @@ def workspace(tmp_path_factory):
     task = prepare_toy_task(root)
     torch.manual_seed(0)
     model = tiny_model.build(tiny_model.ModelConfig(), load_task_info(root / "data"))
-    save_model(model, root / "model")
+    save_model(model, model.export_config(), root / "model", "tiny")
     return root, toy_config(task, SEEDS)
 
 

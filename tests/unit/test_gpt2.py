@@ -9,7 +9,6 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import GPT2Config, GPT2LMHeadModel, GPT2TokenizerFast
 
-from pipeline import checkpoint
 from pipeline.data.dataset import load_tokenizer
 from pipeline.models import gpt2
 from pipeline.models.ar_decoding import DecodeConfig, Search
@@ -71,14 +70,6 @@ def test_shared_loop_agrees_with_transformers_generate():
     assert all(len(row[0]) <= 8 for row in hf_beam.ids)
 
 
-def test_export_marks_a_scratch_model_and_rebuilds_it(tmp_path):
-    model = tiny().eval()
-    assert model.export_config()["pretrained"] is False
-    checkpoint.save_model(model, tmp_path / "model")
-    rebuilt = checkpoint.load_model(tmp_path / "model")          # through gpt2.from_export
-    batch = model.collate(toy_pairs(4))
-    assert torch.equal(rebuilt.loss(batch)["loss"], model.loss(batch)["loss"])
-
 
 @pytest.fixture(scope="module")
 def hub_dir(tmp_path_factory):
@@ -116,7 +107,7 @@ def test_local_hub_directory_goes_through_the_pretrained_path(hub_dir, bert_task
     model = gpt2.build(gpt2.ModelConfig(pretrained=str(hub_dir)), task).eval()
     saved = GPT2LMHeadModel.from_pretrained(hub_dir)
     assert torch.equal(model.lm.transformer.wte.weight, saved.transformer.wte.weight)
-    assert model.tokenizer_dir == str(hub_dir)
+    assert model.output_tokenizer_dir() == str(hub_dir) and model.is_pretrained()
     gpt2_tok = GPT2TokenizerFast.from_pretrained(hub_dir)
     ids = [np.array(task_tok(s, add_special_tokens=False)["input_ids"]) for s in SENTENCES]
     pairs = [(ids[i], ids[i + 1]) for i in range(0, len(ids), 2)]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import torch
 
-from pipeline import checkpoint
 from pipeline.models import gru_attention
 from pipeline.models.ar_decoding import DecodeConfig, Search
 from tests.helpers.toy_pairs import TASK, overfit, toy_pairs
@@ -44,11 +43,3 @@ def test_loss_ignores_padding():
         scrambled[ids][~scrambled[mask]] = 9
     assert torch.allclose(model.loss(scrambled)["loss"], base, atol=1e-6)
     assert torch.allclose(model.loss(with_extra_padding(batch))["loss"], base, atol=1e-6)
-
-
-def test_saved_model_folder_rebuilds_the_same_model(tmp_path):
-    model = tiny().eval()
-    checkpoint.save_model(model, tmp_path / "model")
-    rebuilt = checkpoint.load_model(tmp_path / "model")          # through gru_attention.from_export
-    batch = model.collate(toy_pairs(4))
-    assert torch.equal(rebuilt.loss(batch)["loss"], model.loss(batch)["loss"])

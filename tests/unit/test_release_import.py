@@ -66,7 +66,7 @@ def test_ema_embedding_option(release):
 
 
 def test_import_to_folder_loads_back(release, tmp_path):
-    from pipeline.checkpoint import load_model
+    from pipeline.models.registry import load_model
 
     native, folder = release
     out = import_to_folder(folder / "ema_0.9999_000100.pt", folder / "training_args.json",

@@ -7,8 +7,10 @@ import pytest
 from pipeline.config import (Config, EvaluationConfig, SamplingConfig, SourceConfig, SystemConfig,
                              TaskConfig, TokenizerConfig)
 from pipeline.report.plots import FIGURES
-from pipeline.report.tables import load_paper_table, paper_system, write_report
+from pipeline.models.registry import family_names, get_family
+from pipeline.report.tables import load_paper_table, write_report
 
+PAPER_ROWS = {"diffuseq": "DiffuSeq", "gpt2": "GPT2-base FT", "tiny": "Transformer-base"}
 SYSTEMS = {"diffuseq": SystemConfig(family="diffuseq", label="DiffuSeq"),
            "gpt2": SystemConfig(family="gpt2", label="GPT2-base"),
            "copy": SystemConfig(family="copy_source", label="copy source"),
@@ -32,6 +34,7 @@ def metrics_json(system: str, bleu: float, div4: float, *, steps: bool = False, 
              "div4": div4, "len": 10.0, "word_count": 10.0, "sacrebleu": 100 * bleu,
              "quality_from": "mbr@3"}
     out = {"system": system, "family": SYSTEMS[system].family, "label": SYSTEMS[system].label,
+           "paper_system": PAPER_ROWS.get(system), "is_floor": system == "copy",
            "mbr_sizes": [1, 3], "mbr": {"1": {"bleu": bleu - 0.05}, "3": {"bleu": bleu}},
            "table": table, "decode_method": "ddpm" if system == "diffuseq" else "sample",
            "generation_seconds": 4.0, "bertscore_model": "builtin:minilm", "nltk_version": "3.10.4",
@@ -47,14 +50,18 @@ def write_metrics(root, task: str, system: str, data: dict) -> None:
     path.write_text(json.dumps(data))
 
 
-def test_paper_mapping_and_table_copy():
+def metrics_paths(cfg: Config) -> dict:
+    return {(t, s): f"results/{t}/{s}/metrics.json" for t, s in cfg.system_cells()}
+
+
+def test_paper_table_copy_and_the_families_rows():
     table = load_paper_table()
     assert table[("paraphrase", "DiffuSeq")]["bleu"] == 0.2413
     assert len(table) == 28
-    assert paper_system("gpt2", "GPT2-large (from scratch)") == "GPT2-large FT"
-    assert paper_system("gpt2", "GPT-2 base") == "GPT2-base FT"
-    assert paper_system("levt", "") == "NAR-LevT"
-    assert paper_system("copy_source", "copy source") is None
+    rows = {system for _, system in table}
+    defaults = {name: get_family(name).paper_system for name in family_names()}
+    assert {row for row in defaults.values() if row} <= rows
+    assert defaults["copy_source"] is None and defaults["gpt2"] == "GPT2-base FT"
 
 
 def test_tables_and_figures(tmp_path, monkeypatch):
@@ -65,7 +72,8 @@ def test_tables_and_figures(tmp_path, monkeypatch):
                                                             pretrained=False))   # as in the paper
     write_metrics(tmp_path, "qqp", "gpt2", metrics_json("gpt2", 0.1980, 0.6245, pretrained=False))
     write_metrics(tmp_path, "own", "tiny", metrics_json("tiny", 0.1, 0.5, pretrained=False))
-    write_report(cfg, tmp_path / "results" / "tables.md", tmp_path / "results" / "figures")
+    write_report(cfg, metrics_paths(cfg), tmp_path / "results" / "tables.md",
+                 tmp_path / "results" / "figures")
 
     text = (tmp_path / "results" / "tables.md").read_text()
     qqp = text.split("## Task own")[0]
@@ -96,7 +104,7 @@ def test_figure_without_data_is_still_written(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     cfg = make_config({"own": ["tiny"]})
     write_metrics(tmp_path, "own", "tiny", metrics_json("tiny", 0.1, 0.5, generation_seconds=None))
-    write_report(cfg, tmp_path / "tables.md", tmp_path / "figures")
+    write_report(cfg, metrics_paths(cfg), tmp_path / "tables.md", tmp_path / "figures")
     assert (tmp_path / "figures" / "stepwise.png").stat().st_size > 5000
     assert (tmp_path / "figures" / "inference_time.png").is_file()
 
@@ -104,5 +112,6 @@ def test_figure_without_data_is_still_written(tmp_path, monkeypatch):
 def test_missing_metrics_file_is_named(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(FileNotFoundError, match="results/own/tiny/metrics.json"):
-        write_report(make_config({"own": ["tiny"]}), tmp_path / "tables.md", tmp_path / "figures")
+        cfg = make_config({"own": ["tiny"]})
+        write_report(cfg, metrics_paths(cfg), tmp_path / "tables.md", tmp_path / "figures")
     assert not (tmp_path / "tables.md").exists()

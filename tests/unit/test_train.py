@@ -13,6 +13,7 @@ import torch
 from pipeline import checkpoint
 from pipeline.config import TrainConfig
 from pipeline.data.dataset import load_task_info
+from pipeline.models.registry import load_model
 from pipeline.train import DataOrder, accumulation_steps, fit, lr_factor, train_system
 from tests.helpers import tiny_model
 from tests.helpers.tiny_model import TOY_TASK, ModelConfig, build
@@ -151,7 +152,7 @@ def test_train_stage_writes_a_loadable_model_folder(tmp_path, monkeypatch):
     saved = json.loads((tmp_path / "model" / "config.json").read_text())
     assert saved["family"] == "tiny" and saved["step"] == 4
     assert saved["provenance"]["training_state"].endswith("step-00000004")
-    model = checkpoint.load_model(tmp_path / "model")
+    model = load_model(tmp_path / "model")
     assert model.embed.num_embeddings == load_task_info(tmp_path / "data").vocab_size
     assert logged[-1]["num_parameters"] == checkpoint.num_parameters(model)
     assert [m["step"] for m in logged if "loss" in m] == [1, 2, 3, 4]

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline import checkpoint
 from pipeline.models import transformer
 from pipeline.models.ar_decoding import DecodeConfig, Search
 from tests.helpers.toy_pairs import TASK, overfit, toy_pairs
@@ -59,11 +58,3 @@ def test_positions_beyond_the_task_length_are_refused():
     assert batch["src"].shape[1] == TASK.seq_len + 1
     with pytest.raises(ValueError, match="positions"):
         model.embed_tokens(torch.zeros(1, TASK.seq_len + 2, dtype=torch.long))
-
-
-def test_saved_model_folder_rebuilds_the_same_model(tmp_path):
-    model = tiny(positions="learned").eval()
-    checkpoint.save_model(model, tmp_path / "model")
-    rebuilt = checkpoint.load_model(tmp_path / "model")          # through transformer.from_export
-    batch = model.collate(toy_pairs(4))
-    assert torch.equal(rebuilt.loss(batch)["loss"], model.loss(batch)["loss"])

@@ -1,5 +1,5 @@
 # Helpers that turn the stage table (pipeline/stages.py) into rule inputs, outputs and resources.
-from pathlib import Path
+import os
 
 from pipeline import stages as S
 
@@ -9,14 +9,20 @@ wildcard_constraints:
     system=r"[A-Za-z0-9_\-]+",
 
 
+def use_parameter_file(path):
+    """Jobs read the parameter file from the environment, so its name is not in their commands."""
+    os.environ[S.PARAMS_ENV] = str(path)
+
+
 def final_targets():
     return S.final_targets(CFG)
 
 
 def rule_outputs(stage):
     spec = S.STAGES[stage]
+    templates = {role: path.replace("{report_dir}", CFG.report_dir) for role, path in spec.outs.items()}
     outs = {role: directory(path) if role in spec.directories else path
-            for role, path in spec.outs.items()}
+            for role, path in templates.items()}
     if stage == "report":  # what `snakemake --report` bundles
         outs["tables"] = report(outs["tables"], category="Tables")
         outs["figures"] = report(outs["figures"], patterns=["{name}.png"], category="Figures")
