@@ -23,8 +23,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/snakemake --cores $(CORES) --config params=$(PARAMS) --printshellcmds results/tables.md
-	@echo "Done: results/tables.md and results/figures/ (mlflow ui --backend-store-uri sqlite:///mlflow.db)"
+	$(VENV)/bin/snakemake --cores $(CORES) --printshellcmds --config params=$(PARAMS)
+	@echo "Done: the tables and figures of $(PARAMS) (results/ for the default; see README)"
 
 test: $(STAMP)
 	$(PY) -m pytest tests
@@ -41,7 +41,8 @@ bench: $(STAMP)
 	$(PY) bench/bench_samplers.py
 
 dvc-yaml: $(STAMP)
-	$(PY) -m pipeline dvc-yaml --params $(PARAMS)
+	$(PY) -m pipeline dvc-yaml --params params/default.yaml
+	$(PY) -m pipeline dvc-yaml --params params/paper.yaml
 
 schema: $(STAMP)
 	$(PY) -m pipeline schema

@@ -17,6 +17,10 @@ include: "workflow/rules/stages.smk"
 use_parameter_file(config["params"])
 
 
+onstart:
+    keep_dvc_yaml_in_step()
+
+
 rule all:
     default_target: True
     input:

@@ -28,11 +28,20 @@ def _is_rank_zero() -> bool:
 
 
 def _check_cell(cfg: Config, task: str | None, system: str | None) -> None:
+    """The grid cell exists, and its system's family accepts the system's blocks (checked before
+    a stage claims, deletes or writes anything)."""
+    from pipeline.models.registry import system_configs
+
     if task is not None and task not in cfg.tasks:
         raise ConfigError(f"{cfg.path}: no task '{task}' (tasks: {sorted(cfg.tasks)})")
     if system is not None and system not in cfg.tasks[task].systems:
         raise ConfigError(f"{cfg.path}: system '{system}' is not run on task '{task}' "
                           f"(tasks.{task}.systems: {cfg.tasks[task].systems})")
+    if system is not None:
+        try:
+            system_configs(cfg.systems[system], f"systems.{system}")
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{cfg.path}: systems.{system}: {exc}") from exc
 
 
 def _record(cfg: Config, stage: str, out_dir: Path, task: str, system: str | None = None) -> None:
@@ -40,7 +49,7 @@ def _record(cfg: Config, stage: str, out_dir: Path, task: str, system: str | Non
     write_json(out_dir / "provenance.json", provenance.record(cfg, stage, task, system, data_dir))
 
 
-def download(cfg: Config, task: str, system: None = None) -> None:
+def download(cfg: Config, task: str) -> None:
     from pipeline.data.download import download_task
 
     out = stages.stage_outputs(cfg, "download", task=task)["raw"]
@@ -49,7 +58,7 @@ def download(cfg: Config, task: str, system: None = None) -> None:
         tracker.log_params(flatten(dataclasses.asdict(cfg.tasks[task].source), "source"))
 
 
-def prepare(cfg: Config, task: str, system: None = None) -> None:
+def prepare(cfg: Config, task: str) -> None:
     from pipeline.data.prepare import prepare_task
 
     paths = stages.stage_inputs(cfg, "prepare", task=task)
@@ -117,7 +126,7 @@ def evaluate(cfg: Config, task: str, system: str) -> None:
         tracker.log_artifact(out)
 
 
-def report(cfg: Config, task: None = None, system: None = None) -> None:
+def report(cfg: Config) -> None:
     from pipeline.report.tables import write_report
 
     outs = stages.stage_outputs(cfg, "report")
@@ -145,6 +154,17 @@ def _tool_dvc_yaml(args: argparse.Namespace) -> None:
     print(write_dvc_yaml(load_config(args.params), Path(args.out) if args.out else None))
 
 
+def _tool_dvc_record(args: argparse.Namespace) -> None:
+    from pipeline.dvcgen import record_job
+
+    cfg = load_config(args.params)
+    cell = {w: getattr(args, w) for w in stages.STAGES[args.stage].wildcards}
+    _check_cell(cfg, cell.get("task"), cell.get("system"))
+    skipped = record_job(cfg, args.stage, **cell)
+    if skipped:
+        LOG.warning("not recorded in DVC: %s", skipped)
+
+
 def _tool_import_release(args: argparse.Namespace) -> None:
     from pipeline.models.release_import import import_to_folder
 
@@ -154,6 +174,8 @@ def _tool_import_release(args: argparse.Namespace) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of a failure (also: PIPELINE_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="STAGE")
     for name, stage in stages.STAGES.items():
         cmd = sub.add_parser(name, help=stages.STAGE_HELP[name])
@@ -168,6 +190,13 @@ def build_parser() -> argparse.ArgumentParser:
     tool.add_argument("--out", help="default: dvc.yaml for params/default.yaml, "
                                     "dvc/<name>/dvc.yaml for params/<name>.yaml")
     tool.set_defaults(tool=_tool_dvc_yaml)
+    tool = sub.add_parser("dvc-record", help="record a finished job in dvc.lock and the DVC cache "
+                                             "(Snakemake runs it after each job)")
+    tool.add_argument("stage", choices=list(stages.STAGES))
+    tool.add_argument("--params", default=os.environ.get(stages.PARAMS_ENV, DEFAULT_PARAMS))
+    tool.add_argument("--task")
+    tool.add_argument("--system")
+    tool.set_defaults(tool=_tool_dvc_record)
     tool = sub.add_parser("import-release",
                           help="convert a checkpoint of the authors' DiffuSeq release to a model folder")
     tool.add_argument("--checkpoint", required=True, help="e.g. ema_0.9999_050000.pt")
@@ -179,26 +208,43 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _run(args: argparse.Namespace) -> None:
+    if hasattr(args, "tool"):
+        args.tool(args)
+        return
+    cfg = load_config(args.params)
+    # Before torch is imported: the same thread count under every engine (Snakemake sets it
+    # from the rule's threads, DVC does not), so numbers do not depend on the engine.
+    os.environ.setdefault("OMP_NUM_THREADS", str(cfg.compute.threads))
+    cell = {w: getattr(args, w) for w in stages.STAGES[args.command].wildcards}
+    _check_cell(cfg, cell.get("task"), cell.get("system"))
+    STAGE_FUNCTIONS[args.command](cfg, **cell)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. A failure ends in one line on stderr: exit 2 for bad input (the message
+    names the file, key or line), 1 for anything else; `--debug` (or PIPELINE_DEBUG=1) shows
+    the traceback instead."""
     from pipeline.data.download import DownloadError
     from pipeline.data.jsonl import DataError
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     args = build_parser().parse_args(argv)
+    if args.debug or os.environ.get("PIPELINE_DEBUG"):
+        _run(args)
+        return 0
     try:
-        if hasattr(args, "tool"):
-            args.tool(args)
-            return 0
-        cfg = load_config(args.params)
-        # Before torch is imported: the same thread count under every engine (Snakemake sets it
-        # from the rule's threads, DVC does not), so numbers do not depend on the engine.
-        os.environ.setdefault("OMP_NUM_THREADS", str(cfg.compute.threads))
-        cell = {w: getattr(args, w) for w in stages.STAGES[args.command].wildcards}
-        _check_cell(cfg, cell.get("task"), cell.get("system"))
-        STAGE_FUNCTIONS[args.command](cfg, **cell)
+        _run(args)
     except (ConfigError, DataError, DownloadError) as exc:  # bad input: its message says where
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - one line; the traceback is one flag away
+        print(f"error: {type(exc).__name__}: {exc} (run with --debug for the traceback)",
+              file=sys.stderr)
+        return 1
     return 0
 
 

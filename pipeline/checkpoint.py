@@ -125,9 +125,14 @@ def claim_state_dir(state_dir: Path, fingerprint: str) -> bool:
     return stale
 
 
+def states(state_dir: Path) -> list[Path]:
+    """The complete training state folders in `state_dir`, oldest first."""
+    return sorted(p for p in Path(state_dir).glob("step-*") if STATE_NAME.match(p.name))
+
+
 def latest_state(state_dir: Path) -> Path | None:
     """The newest complete training state folder in `state_dir`, or None."""
-    found = sorted(p for p in Path(state_dir).glob("step-*") if STATE_NAME.match(p.name))
+    found = states(state_dir)
     return found[-1] if found else None
 
 
@@ -149,7 +154,7 @@ def save_state(state_dir: Path, *, step: int, model: torch.nn.Module, optimizer:
                                         str(tmp / "ema.safetensors"))
         torch.save({"step": step, "position": position, "optimizer": optimizer.state_dict(),
                     "rng": rng}, tmp / "state.pt")
-    old = sorted(p for p in Path(state_dir).glob("step-*") if STATE_NAME.match(p.name))[:-keep]
+    old = states(state_dir)[:-keep]
     for path in old:
         shutil.rmtree(path, ignore_errors=True)
     return target

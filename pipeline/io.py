@@ -1,4 +1,9 @@
-"""Atomic outputs: a failed stage leaves nothing that a rerun could mistake for finished."""
+"""Atomic outputs: a failed stage leaves nothing that a rerun could mistake for finished.
+
+Outputs get the permissions the user's umask gives new files (temporary names are created
+owner-only; the final file or folder is opened up to what a plain `open` would have made), so a
+team on a shared cluster can read each other's results.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +18,17 @@ from pathlib import Path
 from typing import Any
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _plain_mode(path: Path, is_dir: bool) -> None:
+    """Give `path` the mode a file or folder created with the default mode would have."""
+    os.chmod(path, (0o777 if is_dir else 0o666) & ~_umask())
+
+
 @contextlib.contextmanager
 def atomic_dir(target: Path) -> Iterator[Path]:
     """Yield an empty sibling temp folder; on success it replaces `target`, on error it is removed."""
@@ -21,6 +37,7 @@ def atomic_dir(target: Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
         yield tmp
+        _plain_mode(tmp, is_dir=True)
         if target.exists():
             shutil.rmtree(target) if target.is_dir() else target.unlink()
         os.replace(tmp, target)
@@ -38,6 +55,7 @@ def atomic_file(target: Path, mode: str = "w") -> Iterator[Any]:
     try:
         with os.fdopen(fd, mode) as handle:
             yield handle
+        _plain_mode(Path(tmp), is_dir=False)
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):

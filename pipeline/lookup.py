@@ -9,9 +9,12 @@ from typing import TypeVar
 V = TypeVar("V")
 
 
-def lookup(table: Mapping[str, V], name: str, what: str) -> V:
-    """`table[name]`, or KeyError("unknown <what> '<name>' (known: [...])")."""
-    try:
+def lookup(table: Mapping[str, V], name: str, what: str, error: type[Exception] = KeyError) -> V:
+    """`table[name]`, or `error("unknown <what> '<name>' (known: [...])")`.
+
+    Args:
+        error: the exception to raise, e.g. a stage's own error type that the CLI reports.
+    """
+    if name in table:
         return table[name]
-    except KeyError:
-        raise KeyError(f"unknown {what} '{name}' (known: {sorted(table)})") from None
+    raise error(f"unknown {what} '{name}' (known: {sorted(table)})")

@@ -40,14 +40,29 @@ def _type_schema(tp: Any) -> dict[str, Any]:
     raise TypeError(f"no schema for type {tp!r}")
 
 
+def _constrain(schema: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """Add a field's constraints (`config.constrained`) to its type's schema: to every non-null
+    branch of an optional type, merging nested dicts (e.g. `items`)."""
+    if not extra:
+        return schema
+    if "anyOf" in schema:
+        return {"anyOf": [branch if branch.get("type") == "null" else _constrain(branch, extra)
+                          for branch in schema["anyOf"]]}
+    merged = dict(schema)
+    for key, value in extra.items():
+        merged[key] = {**merged.get(key, {}), **value} if isinstance(value, dict) else value
+    return merged
+
+
 def dataclass_schema(cls: type) -> dict[str, Any]:
     """JSON schema of a dataclass: its fields, required where there is no default, nothing else."""
     hints = typing.get_type_hints(cls)
     fields = [f for f in dataclasses.fields(cls) if f.name != "path"]
     required = [f.name for f in fields
                 if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
-    schema: dict[str, Any] = {"type": "object", "additionalProperties": False,
-                              "properties": {f.name: _type_schema(hints[f.name]) for f in fields}}
+    schema: dict[str, Any] = {"type": "object", "additionalProperties": False, "properties": {
+        f.name: _constrain(_type_schema(hints[f.name]), f.metadata.get("schema", {}))
+        for f in fields}}
     if cls.__doc__:
         schema["description"] = " ".join(cls.__doc__.split())
     if required:

@@ -161,6 +161,14 @@ def cli_command(cfg: Config, stage: str, *, params_path: str | None = None, **ce
     return shlex.join(args)
 
 
+def record_command(stage: str, **cell: str) -> str:
+    """The command that records a finished job in DVC (`pipeline.dvcgen.record_job`)."""
+    args = ["python", "-m", "pipeline", "dvc-record", stage]
+    for key, value in cell.items():
+        args += [f"--{key}", value]
+    return shlex.join(args)
+
+
 def code_files(cfg: Config, stage: str, root: Path = Path("."), **cell: str) -> list[str]:
     """The source files that compute a job's outputs (the rule in the module docstring)."""
     modules = list(STAGES[stage].code)

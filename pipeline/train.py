@@ -197,12 +197,23 @@ def evaluate(model: Seq2Seq, valid: Sequence[Pair], cfg: TrainConfig, device: to
 
 def _resume(state_dir: Path, model: Seq2Seq, optimizer: torch.optim.Optimizer, ema: EMA | None,
             ctx: distributed.Context, cfg: TrainConfig) -> tuple[int, int]:
-    """Load the newest training state if any (else seed afresh); returns (step, data position)."""
-    path = checkpoint.latest_state(state_dir)
-    if path is None:
+    """Load the newest readable training state if any (else seed afresh); returns (step, data
+    position). An unreadable state (a disk filled, a file truncated) is skipped with a warning
+    for the older one kept beside it; if none can be read, it is an error naming them."""
+    found = checkpoint.states(state_dir)
+    if not found:
         seed_everything(cfg.seed + ctx.rank)
         return 0, 0
-    state = checkpoint.load_state(path, model, optimizer, ctx.device)
+    for path in reversed(found):
+        try:
+            state = checkpoint.load_state(path, model, optimizer, ctx.device)
+            break
+        except Exception as exc:  # noqa: BLE001 - any damage to the files
+            LOG.warning("training state %s is unreadable (%s: %s); trying the one before it",
+                        path, type(exc).__name__, exc)
+    else:
+        raise RuntimeError(f"no readable training state in {state_dir} "
+                           f"({', '.join(p.name for p in found)}); delete it to train from step 0")
     if ema is not None:
         ema.weights = state["ema"] or EMA(model, ema.rate).weights
     if len(state["rng"]) == ctx.world_size:
@@ -330,15 +341,14 @@ def train_system(cfg: Config, task: str, system: str, data_dir: Path, out_dir: P
     family = get_family(sys_cfg.family)
     model_cfg, _ = system_configs(sys_cfg, f"systems.{system}")
     task_info = load_task_info(data_dir)
-    device = distributed.resolve_device(cfg.compute.device)
-    ctx = distributed.init(device)
+    ctx = distributed.init(cfg.compute.device)
     torch.set_num_threads(max(1, cfg.compute.threads // ctx.world_size))
     torch.manual_seed(sys_cfg.train.seed)  # the same initial weights on every rank and rerun
     model = family.build(model_cfg, task_info)
     num_params = checkpoint.num_parameters(model)
     LOG.info("%s/%s: %s model with %d parameters", task, system, sys_cfg.family, num_params)
     model = fit(model, load_split(data_dir, "train"), load_split(data_dir, "valid"), sys_cfg.train,
-                Path(state_dir), device=device, log=log)
+                Path(state_dir), device=cfg.compute.device, log=log)
     if ctx.is_main:
         state = checkpoint.latest_state(state_dir)
         checkpoint.save_model(model, model.export_config(), out_dir, family.name, extra={

@@ -18,7 +18,7 @@ def _snakemake_commands(work: Path, params: str) -> set[str]:
     out = snakemake(work, params, "-n", "-p")
     assert out.returncode == 0, out.stderr[-3000:]
     commands = (re.sub(r"^Shell command: ", "", line.strip()) for line in out.stdout.splitlines())
-    return {re.sub(r"\s+>\s+logs/\S+ 2>&1$", "", cmd) for cmd in commands
+    return {re.sub(r"\s+>\s+logs/.*$", "", cmd) for cmd in commands
             if re.match(r"(python -m pipeline|torchrun) ", cmd)}
 
 

@@ -6,7 +6,8 @@ Layout written by `pipeline.data.prepare`:
     {split}.jsonl                 the validated texts, {"src", "trg"} per line
     {split}.{side}.ids.npy        side in (src, trg): all word-piece ids of the split, concatenated
     {split}.{side}.offsets.npy    int64 (N+1,): example i is ids[offsets[i]:offsets[i+1]]
-    test_multiref.jsonl           optional: {"index", "references"} per test line
+    test_multiref.jsonl           optional: {"index", "references"} per test line (for users;
+                                  the paper's metrics use the single reference)
 Ids carry no special tokens; each model family adds its own layout (e.g. DiffuSeq's x [SEP] y).
 """
 
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, overload
 
 import numpy as np
 
-from pipeline.data.jsonl import MULTIREF_FILE, DataError, read_pairs, split_path
+from pipeline.data.jsonl import DataError, read_pairs, split_path
 from pipeline.types import Pair, TaskInfo
 
 if TYPE_CHECKING:
@@ -103,23 +104,3 @@ def load_split(processed_dir: Path, split: str) -> TokenizedSplit:
 def read_texts(folder: Path, split: str) -> list[dict[str, str]]:
     """The {"src", "trg"} texts of a split, from a prepared or a raw task folder (validated)."""
     return read_pairs(split_path(folder, split)).pairs
-
-
-def read_multirefs(processed_dir: Path) -> list[list[str]] | None:
-    """references[i]: all known valid targets of test example i, or None without a multiref file."""
-    path = Path(processed_dir) / MULTIREF_FILE
-    if not path.is_file():
-        return None
-    references = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}:{number}: invalid JSON ({exc.msg})") from exc
-            if not isinstance(record, dict) or record.get("index") != number - 1 \
-                    or not record.get("references"):
-                raise DataError(f"{path}:{number}: expected index {number - 1} and a non-empty "
-                                "'references' list")
-            references.append(list(record["references"]))
-    return references

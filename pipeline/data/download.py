@@ -34,6 +34,7 @@ from pipeline.config import GeneratorConfig, SourceConfig, TaskConfig
 from pipeline.data.jsonl import MULTIREF_FILE, SPLITS, split_path, splits_sha256
 from pipeline.data.synthetic import generate_task
 from pipeline.io import atomic_dir, sha256_file, write_json
+from pipeline.lookup import lookup
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +55,8 @@ def is_archive(name: str) -> bool:
 # --- fetching: each fetcher puts an archive file or a folder under `work` and returns it ---------
 
 def _fetch_builtin(source: SourceConfig, work: Path) -> Path:
-    if source.uri not in GENERATORS:
-        raise DownloadError(f"builtin source '{source.uri}' is unknown "
-                            f"(known: {sorted(GENERATORS)})")
-    GENERATORS[source.uri](work / source.uri, source.generator or GeneratorConfig())
+    generate = lookup(GENERATORS, source.uri, "builtin source", DownloadError)
+    generate(work / source.uri, source.generator or GeneratorConfig())
     return work / source.uri
 
 
@@ -251,14 +250,13 @@ def download_task(name: str, task: TaskConfig, out_dir: Path) -> None:
     (kind, uri, checksums, time). Raises DownloadError naming the URL or path on a bad source.
     """
     source = task.source
-    if source.kind not in FETCHERS:
-        raise DownloadError(f"unknown source kind '{source.kind}' (known: {sorted(FETCHERS)})")
+    fetch = lookup(FETCHERS, source.kind, "source kind", DownloadError)
     out_dir = Path(out_dir)
     label = f"task '{name}': {source.uri}"
     started = time.monotonic()
     with atomic_dir(out_dir) as tmp, tempfile.TemporaryDirectory(
             prefix=f".{out_dir.name}.fetch-", dir=out_dir.parent) as work:
-        fetched = FETCHERS[source.kind](source, Path(work))
+        fetched = fetch(source, Path(work))
         folder, checksum = _unpack(fetched, Path(work), source.sha256, label)
         names = [f"{s}.jsonl" for s in SPLITS]
         if (folder / MULTIREF_FILE).is_file():

@@ -7,9 +7,10 @@ skipped and reported.
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -62,11 +63,28 @@ def _problem(line: str) -> tuple[dict[str, str] | None, str]:
     return {name: record[name] for name in FIELDS}, ""
 
 
+def _decoded_lines(path: Path) -> Iterator[tuple[int, str | None, str]]:
+    """(line number, text or None, why not) of every line, decoded as UTF-8 on its own, so an
+    undecodable line is reported with its number. A UTF-8 byte-order mark is accepted (dropped);
+    a UTF-16/32 file is refused as a whole (in no mode can its lines be read)."""
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+        if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+            raise DataError(f"{path}: the file is UTF-16 (or UTF-32) encoded; save it as UTF-8")
+        handle.seek(len(codecs.BOM_UTF8) if head.startswith(codecs.BOM_UTF8) else 0)
+        for number, raw in enumerate(handle, start=1):
+            try:
+                yield number, raw.decode("utf-8"), ""
+            except UnicodeDecodeError as exc:
+                yield number, None, (f"not valid UTF-8 (byte 0x{raw[exc.start]:02x} at column "
+                                     f"{exc.start + 1})")
+
+
 def read_pairs(path: Path, on_bad_line: Literal["error", "skip"] = "error") -> PairFile:
     """Read and validate every line of a split file.
 
     Args:
-        path: a `{split}.jsonl` file.
+        path: a `{split}.jsonl` file (UTF-8, with or without a byte-order mark).
         on_bad_line: "error" raises DataError at the first bad line; "skip" drops and records it.
 
     Returns:
@@ -76,16 +94,15 @@ def read_pairs(path: Path, on_bad_line: Literal["error", "skip"] = "error") -> P
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     result = PairFile()
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            pair, reason = _problem(line)
-            if pair is not None:
-                result.pairs.append(pair)
-                result.line_numbers.append(number)
-            elif on_bad_line == "skip":
-                result.skipped.append(f"{path}:{number}: {reason}")
-            else:
-                raise DataError(f"{path}:{number}: {reason}")
+    for number, line, reason in _decoded_lines(path):
+        pair, reason = _problem(line) if line is not None else (None, reason)
+        if pair is not None:
+            result.pairs.append(pair)
+            result.line_numbers.append(number)
+        elif on_bad_line == "skip":
+            result.skipped.append(f"{path}:{number}: {reason}")
+        else:
+            raise DataError(f"{path}:{number}: {reason}")
     return result
 
 

@@ -24,6 +24,7 @@ from pipeline.data.jsonl import (MULTIREF_FILE, SPLITS, DataError, PairFile, rea
                                  split_path, splits_sha256, write_pairs)
 from pipeline.data.wordpiece import PREFIX, learn_vocab
 from pipeline.io import atomic_dir, atomic_file, write_json
+from pipeline.lookup import lookup
 from pipeline.types import TaskInfo
 
 log = logging.getLogger(__name__)
@@ -100,9 +101,7 @@ TOKENIZERS = {"wordpiece": train_wordpiece, "pretrained": load_pretrained}
 
 def build_tokenizer(cfg: TokenizerConfig, train_pairs: list[dict[str, str]]):
     """The task tokenizer of `cfg.kind`; an unknown kind is an error listing the known ones."""
-    if cfg.kind not in TOKENIZERS:
-        raise DataError(f"unknown tokenizer kind '{cfg.kind}' (known: {sorted(TOKENIZERS)})")
-    return TOKENIZERS[cfg.kind](cfg, [p[side] for p in train_pairs for side in SIDES])
+    return lookup(TOKENIZERS, cfg.kind, "tokenizer kind", DataError)(cfg, [p[side] for p in train_pairs for side in SIDES])
 
 
 def _chunks(texts: list[str]) -> Iterator[list[str]]:

@@ -50,12 +50,6 @@ def get_family(name: str) -> Family:
     return family
 
 
-def family_module_file(name: str) -> Path:
-    """The source file of a family (a code dependency of its train and sample jobs)."""
-    lookup(family_modules(), name, "model family")
-    return MODELS_DIR / f"{name}.py"
-
-
 def load_model(model_dir: Path, device: Any = "cpu") -> Any:
     """Rebuild a saved model with its family's `from_export` and load its weights; eval mode."""
     from pipeline.checkpoint import load_weights, read_model_config

@@ -31,9 +31,29 @@ def project_copy(dest: Path, params: str) -> Path:
     env = engine_env()
     subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
     subprocess.run([BIN / "dvc", "init", "-q"], cwd=dest, check=True, env=env)
+    for name in (".dvcignore", ".gitignore"):
+        shutil.copy(REPO / name, dest / name)
     subprocess.run([sys.executable, "-m", "pipeline", "dvc-yaml", "--params", params],
                    cwd=dest, check=True, capture_output=True, env=env)
     return dest
+
+
+def copy_of_run(work: Path, dest: Path) -> Path:
+    """A copy of a project that has run (outputs, Snakemake's records, git and DVC state), with
+    every file's times kept, for a test that changes it."""
+    shutil.copytree(work, dest, symlinks=True)
+    return dest
+
+
+TINY = "params/tiny.yaml"
+
+
+def run_tiny_dag(dest: Path) -> Path:
+    """A fresh copy of the project after `snakemake results/tables.md` on the tiny parameters."""
+    work = project_copy(dest, TINY)
+    out = snakemake(work, TINY, "results/tables.md")
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-4000:]
+    return work
 
 
 def snakemake(work: Path, params: str, *args: str, timeout: int = 1800) -> subprocess.CompletedProcess:

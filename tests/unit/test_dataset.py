@@ -1,13 +1,13 @@
 """Reading a prepared task folder: tokenized splits, task info, tokenizer, texts, multirefs."""
 
+import json
 import shutil
 
 import numpy as np
 import pytest
 
 from pipeline.config import GeneratorConfig, SourceConfig, TaskConfig, TokenizerConfig
-from pipeline.data.dataset import (load_split, load_task_info, load_tokenizer, read_multirefs,
-                                   read_texts)
+from pipeline.data.dataset import load_split, load_task_info, load_tokenizer, read_texts
 from pipeline.data.jsonl import DataError
 from pipeline.data.prepare import prepare_task
 from pipeline.data.synthetic import generate_task
@@ -55,11 +55,9 @@ def test_moved_folder_still_finds_its_tokenizer(prepared, tmp_path):
         load_tokenizer(tmp_path)
 
 
-def test_multirefs(prepared, tmp_path):
-    refs = read_multirefs(prepared / "processed")
+def test_multirefs_list_the_test_target_first(prepared):
+    lines = (prepared / "processed" / "test_multiref.jsonl").read_text().splitlines()
+    refs = [json.loads(line) for line in lines]
     texts = read_texts(prepared / "processed", "test")
-    assert len(refs) == 10 and all(r[0] == t["trg"] for r, t in zip(refs, texts))
-    assert read_multirefs(tmp_path) is None
-    (tmp_path / "test_multiref.jsonl").write_text('{"index": 1, "references": ["a"]}\n')
-    with pytest.raises(DataError, match="test_multiref.jsonl:1: expected index 0"):
-        read_multirefs(tmp_path)
+    assert [r["index"] for r in refs] == list(range(10))
+    assert all(r["references"][0] == t["trg"] for r, t in zip(refs, texts))

@@ -172,7 +172,7 @@ def test_builtin_generator_and_unknown_name(tmp_path):
     assert (tmp_path / "raw/mp/test_multiref.jsonl").is_file()
     record = json.loads((tmp_path / "raw/mp/source.json").read_text())
     assert record["sha256"] == splits_sha256(tmp_path / "raw/mp")
-    with pytest.raises(DownloadError, match=r"'nope' is unknown \(known: \['minipara'\]\)"):
+    with pytest.raises(DownloadError, match=r"unknown builtin source 'nope' \(known: \['minipara'\]\)"):
         download_task("x", _task("builtin", "nope"), tmp_path / "raw" / "x")
 
 

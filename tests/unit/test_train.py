@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -59,6 +60,29 @@ def test_resume_after_kill_gives_identical_parameters(tmp_path):
     raw = safetensors.torch.load_file(tmp_path / "b" / "step-00000008" / "model.safetensors")
     assert not torch.equal(raw["head.weight"], resumed.head.weight)
     assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["step-00000006", "step-00000008"]
+
+
+@pytest.mark.parametrize("damaged", ["model.safetensors", "state.pt"])
+def test_an_unreadable_newest_state_falls_back_to_the_one_before(tmp_path, caplog, damaged):
+    caplog.set_level(logging.INFO, logger="pipeline.train")
+    train, valid, cfg = make_pairs(10), make_pairs(4, seed=1), train_cfg()
+    whole = fit(tiny(), train, valid, cfg, tmp_path / "a", progress=False)
+
+    def kill_at_7(step, **_):
+        if step == 7:
+            raise Killed
+    with pytest.raises(Killed):
+        fit(tiny(), train, valid, cfg, tmp_path / "b", log=kill_at_7, progress=False)
+    (tmp_path / "b/step-00000006" / damaged).write_bytes(b"truncated")   # a full disk, say
+    resumed = fit(tiny(), train, valid, cfg, tmp_path / "b", progress=False)
+    assert "step-00000006 is unreadable" in caplog.text and "resumed from" in caplog.text
+    assert "step-00000003 (step 3)" in caplog.text
+    assert all(torch.equal(v, params(resumed)[k]) for k, v in params(whole).items())
+
+    for state in checkpoint.states(tmp_path / "b"):
+        (state / "state.pt").write_bytes(b"")
+    with pytest.raises(RuntimeError, match="no readable training state .* delete it"):
+        fit(tiny(), train, valid, cfg, tmp_path / "b", progress=False)
 
 
 def test_accumulation_equals_one_big_batch(tmp_path):

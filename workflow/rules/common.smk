@@ -14,6 +14,15 @@ def use_parameter_file(path):
     os.environ[S.PARAMS_ENV] = str(path)
 
 
+def keep_dvc_yaml_in_step():
+    """Before jobs run: the parameter file's dvc.yaml (where there is one) matches it, so that
+    each job can be recorded in DVC after it finishes (`rule_record`)."""
+    from pipeline.dvcgen import refresh_dvc_yaml
+
+    if refresh_dvc_yaml(CFG):
+        print(f"regenerated the dvc.yaml of {CFG.path}")
+
+
 def final_targets():
     return S.final_targets(CFG)
 
@@ -44,6 +53,16 @@ def rule_command(stage):
         return S.cli_command(CFG, stage, **{w: wildcards[w] for w in S.STAGES[stage].wildcards})
 
     return command
+
+
+def rule_record(stage):
+    """After a job: record it in DVC (dvc.lock and cache), so a Snakemake run is versioned too."""
+
+    def record(wildcards):
+        cell = {w: wildcards[w] for w in S.STAGES[stage].wildcards}
+        return S.record_command(stage, **cell)
+
+    return record
 
 
 def rule_params_digest(stage):

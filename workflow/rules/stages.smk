@@ -12,6 +12,7 @@ for _name in S.STAGES:
             **rule_outputs(_name),
         params:
             command=rule_command(_name),
+            record=rule_record(_name),
             digest=rule_params_digest(_name),
         log:
             rule_log(_name),
@@ -24,4 +25,4 @@ for _name in S.STAGES:
         conda:
             "../envs/pipeline.yaml"
         shell:
-            "{params.command} > {log} 2>&1"
+            "{params.command} > {log} 2>&1 && {params.record} >> {log} 2>&1"
