@@ -105,8 +105,14 @@ def is_trainable(cfg: Config, system: str) -> bool:
 
 
 def stage_inputs(cfg: Config, stage: str, **cell: str) -> dict[str, Path]:
-    """The inputs of one job; a system without a model samples without the train stage."""
+    """The inputs of one job: a download's local data files, a system without a model samples
+    without the train stage, the report reads every metrics file."""
     deps = STAGES[stage].inputs(**cell)
+    if stage == "download":
+        from pipeline.data.download import local_source_files
+
+        files = local_source_files(cfg.tasks[cell["task"]].source)
+        deps.update({f"source:{path.name}": path for path in files})
     if stage == "sample" and not is_trainable(cfg, cell["system"]):
         deps.pop("model")
     if stage == "report":

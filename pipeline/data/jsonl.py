@@ -63,14 +63,14 @@ def _problem(line: str) -> tuple[dict[str, str] | None, str]:
     return {name: record[name] for name in FIELDS}, ""
 
 
-def _decoded_lines(path: Path) -> Iterator[tuple[int, str | None, str]]:
+def _decoded_lines(path: Path, name: str) -> Iterator[tuple[int, str | None, str]]:
     """(line number, text or None, why not) of every line, decoded as UTF-8 on its own, so an
     undecodable line is reported with its number. A UTF-8 byte-order mark is accepted (dropped);
     a UTF-16/32 file is refused as a whole (in no mode can its lines be read)."""
     with open(path, "rb") as handle:
         head = handle.read(4)
         if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-            raise DataError(f"{path}: the file is UTF-16 (or UTF-32) encoded; save it as UTF-8")
+            raise DataError(f"{name}: the file is UTF-16 (or UTF-32) encoded; save it as UTF-8")
         handle.seek(len(codecs.BOM_UTF8) if head.startswith(codecs.BOM_UTF8) else 0)
         for number, raw in enumerate(handle, start=1):
             try:
@@ -80,12 +80,14 @@ def _decoded_lines(path: Path) -> Iterator[tuple[int, str | None, str]]:
                                      f"{exc.start + 1})")
 
 
-def read_pairs(path: Path, on_bad_line: Literal["error", "skip"] = "error") -> PairFile:
+def read_pairs(path: Path, on_bad_line: Literal["error", "skip"] = "error",
+               shown_as: str | None = None) -> PairFile:
     """Read and validate every line of a split file.
 
     Args:
         path: a `{split}.jsonl` file (UTF-8, with or without a byte-order mark).
         on_bad_line: "error" raises DataError at the first bad line; "skip" drops and records it.
+        shown_as: how messages name the file (the user's own file that `path` is a copy of).
 
     Returns:
         The usable pairs with their line numbers and the skipped lines.
@@ -93,16 +95,17 @@ def read_pairs(path: Path, on_bad_line: Literal["error", "skip"] = "error") -> P
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found")
+    name = shown_as or str(path)
     result = PairFile()
-    for number, line, reason in _decoded_lines(path):
+    for number, line, reason in _decoded_lines(path, name):
         pair, reason = _problem(line) if line is not None else (None, reason)
         if pair is not None:
             result.pairs.append(pair)
             result.line_numbers.append(number)
         elif on_bad_line == "skip":
-            result.skipped.append(f"{path}:{number}: {reason}")
+            result.skipped.append(f"{name}:{number}: {reason}")
         else:
-            raise DataError(f"{path}:{number}: {reason}")
+            raise DataError(f"{name}:{number}: {reason}")
     return result
 
 
