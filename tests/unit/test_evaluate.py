@@ -11,7 +11,7 @@ from pipeline.config import (BertScoreConfig, ComputeConfig, Config, EvaluationC
                              SamplingConfig, SourceConfig, SystemConfig, TaskConfig,
                              TokenizerConfig)
 from pipeline.evaluate import evaluate_system
-from tests.unit.test_mbr import brute_force_pick
+from tests.unit.test_mbr import authors_pick
 from tests.unit.test_metrics import nltk_bleu
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "samples"
@@ -57,7 +57,7 @@ def test_mbr_picks_equal_the_paper_rule_applied_with_nltk(tmp_path, data_dir):
     refs = [clean(r["reference"]) for r in files[0]]
     assert result["mbr_sizes"] == [1, 3, 5] and result["mbr_sizes_skipped"] == [10]
     for n in (1, 3, 5):
-        expected = [brute_force_pick([clean(f[i]["recover"]) for f in files[:n]])
+        expected = [authors_pick([clean(f[i]["recover"]) for f in files[:n]])
                     for i in range(len(refs))]
         assert result["mbr"][str(n)]["picks"] == expected
         chosen = [clean(files[k][i]["recover"]) for i, k in enumerate(expected)]
