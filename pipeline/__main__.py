@@ -148,12 +148,13 @@ def _tool_import_release(args: argparse.Namespace) -> None:
 
 
 def _tool_evaluate_folder(args: argparse.Namespace) -> None:
-    from pipeline.evaluate import evaluate_authors_folder, folder_report
+    from pipeline.evaluate import evaluate_authors_folder, folder_lines
+    from pipeline.report.tables import render_table
 
     cfg = load_config(args.params)
     result = evaluate_authors_folder(Path(args.folder), cfg.evaluation.bertscore, cfg.compute.device,
                                      Path(args.out) if args.out else None)
-    print(folder_report(result))
+    print("\n".join(folder_lines(result) + render_table([result], {})))
 
 
 def build_parser() -> argparse.ArgumentParser:

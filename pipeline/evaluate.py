@@ -407,14 +407,11 @@ def evaluate_authors_folder(folder: Path, bertscore: BertScoreConfig, device: st
     return result
 
 
-def folder_report(result: dict[str, Any]) -> str:
-    """The text printed for an authors' folder: the per-file lines, then the table block."""
-    from pipeline.report.tables import render_table
-
+def folder_lines(result: dict[str, Any]) -> list[str]:
+    """The lines printed for an authors' folder before its table block: one per file, in order."""
     lines = [f"{result['folder']}: {result['num_sources']} sources, files in the authors' order:"]
     for name, q in result["per_file"].items():
         bert = "n/a" if q["bertscore"] is None else f"{q['bertscore']:.4f}"
         lines.append(f"  {name} ({q['num_lines']} lines): BLEU {q['bleu']:.4f}, ROUGE-L "
                      f"{q['rouge_l']:.4f}, BERTScore {bert}, dist-1 {q['dist1']:.4f}, Len {q['len']:.2f}")
-    lines += ["", f"MBR over {len(result['files'])} files, diversity over all files:", ""]
-    return "\n".join(lines + render_table([result], {}))
+    return lines + ["", f"MBR over {len(result['files'])} files, diversity over all files:", ""]
