@@ -22,7 +22,7 @@ from pipeline.checkpoint import load_model
 from pipeline.data.dataset import load_split, load_tokenizer, read_texts
 from pipeline.generate import generate_candidates
 from pipeline.metrics import sentence_bleu
-from pipeline.text import decode_ids, normalize
+from pipeline.text import normalize, output_text
 
 # (sampler, steps (None: all T), eta): eta=1 is the stochastic DDIM whose variance on the visited
 # steps is the DDPM posterior's; eta=0 the deterministic one.
@@ -53,7 +53,7 @@ def main() -> None:
         started = time.perf_counter()
         out = generate_candidates(model, pairs, args.seeds, decode, args.sources, progress=False)
         seconds = time.perf_counter() - started
-        bleu = np.mean([sentence_bleu(ref, normalize(tokenizer, decode_ids(tokenizer, ids)))
+        bleu = np.mean([sentence_bleu(ref, output_text(tokenizer, ids))
                         for ref, row in zip(refs, out.ids) for ids in row])
         print(f"{sampler:9s} {decode.steps:5d} steps eta {eta:.0f}: BLEU {bleu:.4f}   {seconds:7.1f} s "
               f"({len(pairs) * len(args.seeds) / seconds:.1f} sequences/s)", flush=True)

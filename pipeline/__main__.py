@@ -172,6 +172,16 @@ def _tool_import_release(args: argparse.Namespace) -> None:
                      Path(args.tokenizer) if args.tokenizer else None)
 
 
+def _tool_evaluate_folder(args: argparse.Namespace) -> None:
+    from pipeline.evaluate import evaluate_authors_folder, folder_lines
+    from pipeline.report.tables import render_table
+
+    cfg = load_config(args.params)
+    result = evaluate_authors_folder(Path(args.folder), cfg.evaluation.bertscore, cfg.compute.device,
+                                     Path(args.out) if args.out else None)
+    print("\n".join(folder_lines(result) + render_table([result], {})))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true",
@@ -205,6 +215,12 @@ def build_parser() -> argparse.ArgumentParser:
                                           "from the hub, e.g. bert-base-uncased)")
     tool.add_argument("--out", required=True, help="model folder to write (e.g. results/qqp/diffuseq/model)")
     tool.set_defaults(tool=_tool_import_release)
+    tool = sub.add_parser("evaluate-folder",
+                          help="evaluate a sample folder of the authors' sampler as it is")
+    tool.add_argument("--folder", required=True, help="the folder of seed<S>_step<C>.json files")
+    tool.add_argument("--params", default="params/default.yaml", help="BERTScore model and device")
+    tool.add_argument("--out", help="also write the metrics JSON here")
+    tool.set_defaults(tool=_tool_evaluate_folder)
     return parser
 
 

@@ -6,6 +6,9 @@ was sampled, computes the paper's quality columns on each MBR output (and on `be
 deterministic decode, when present), the diversity columns over the first k seeds, step-wise
 curves from `steps.jsonl`, and records what was used (BERTScore model, NLTK version, timings,
 parameter hash, data checksum).
+
+`evaluate_authors_folder` evaluates a folder written by the authors' own sampler as it is
+(`seed<S>_step<C>.json` files), by the rules of their evaluation script.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import nltk
 import numpy as np
 
 from pipeline import metrics
-from pipeline.config import Config
+from pipeline.config import BertScoreConfig, Config
 from pipeline.decoding import mbr
 from pipeline.io import sha256_tree, write_json
 from pipeline.provenance import data_checksum, params_hash
@@ -103,13 +106,17 @@ def quality(raw_hyps: list[str], refs: list[str], bert: list[float] | None) -> d
     }
 
 
-def diversity(recovers: list[list[str]], k: int) -> dict[str, Any]:
-    """self-BLEU and div-4 per source over the first k seeds' candidates, then means."""
-    per_source = [[remove_special_strings(recovers[s][i]) for s in range(k)]
-                  for i in range(len(recovers[0]))]
+def diversity(per_source: list[list[str]], k: int) -> dict[str, Any]:
+    """self-BLEU and div-4 of each source's candidates (as written), then means over sources.
+
+    Args:
+        per_source: per_source[i] is the candidate list of source i, in seed (file) order.
+        k: the candidate-set size that is recorded with the values.
+    """
+    cleaned = [[remove_special_strings(c) for c in cands] for cands in per_source]
     return {"k": k,
-            "self_bleu": float(np.mean([metrics.self_bleu(c) for c in per_source])),
-            "div4": float(np.mean([metrics.div4(c) for c in per_source]))}
+            "self_bleu": float(np.mean([metrics.self_bleu(c) for c in cleaned])),
+            "div4": float(np.mean([metrics.div4(c) for c in cleaned]))}
 
 
 def mbr_picks(samples: Samples, sizes: list[int], utility: str) -> dict[int, list[int]]:
@@ -147,20 +154,24 @@ def stepwise(path: Path, refs: list[str]) -> list[dict[str, float]]:
     return curve
 
 
-def bertscore_by_output(outputs: dict[str, list[str]], refs: list[str],
-                        cfg: Config) -> dict[str, list[float] | None]:
-    """BERTScore F1 of every output, each distinct (hypothesis, reference) pair scored once."""
-    bs = cfg.evaluation.bertscore
+def bertscore_by_output(outputs: dict[str, tuple[list[str], list[str]]], bs: BertScoreConfig,
+                        device: str | None) -> dict[str, list[float] | None]:
+    """BERTScore F1 of every output, each distinct (hypothesis, reference) pair scored once.
+
+    Args:
+        outputs: name -> (hypotheses as written, references).
+        bs: the BERTScore settings; disabled gives None for every output.
+        device: `cuda`, `cpu` or None/`auto`.
+    """
     if not bs.enabled:
         return {name: None for name in outputs}
     pairs = sorted({(remove_special_strings(h), r)
-                    for hyps in outputs.values() for h, r in zip(hyps, refs)})
+                    for hyps, refs in outputs.values() for h, r in zip(hyps, refs)})
     f1 = metrics.bertscore_f1([h for h, _ in pairs], [r for _, r in pairs], model=bs.model,
-                              num_layers=bs.num_layers, batch_size=bs.batch_size,
-                              device=cfg.compute.device)
+                              num_layers=bs.num_layers, batch_size=bs.batch_size, device=device)
     score_of = dict(zip(pairs, f1))
     return {name: [score_of[(remove_special_strings(h), r)] for h, r in zip(hyps, refs)]
-            for name, hyps in outputs.items()}
+            for name, (hyps, refs) in outputs.items()}
 
 
 def generation_info(samples_dir: Path) -> dict[str, Any]:
@@ -222,6 +233,7 @@ def _metrics(cfg: Config, task: str, system: str, samples: Samples,
              samples_dir: Path) -> tuple[dict[str, Any], dict[str, float]]:
     """MBR, quality, diversity and step-wise metrics, with the seconds each part took."""
     ev, num_seeds = cfg.evaluation, len(samples.recovers)
+    k = min(ev.diversity_k, num_seeds)
     sizes = sorted({n for n in ev.mbr_sizes if n <= num_seeds})
     if not sizes:
         raise ValueError(f"evaluation.mbr_sizes {ev.mbr_sizes}: none fits the {num_seeds} sampled seeds")
@@ -232,7 +244,8 @@ def _metrics(cfg: Config, task: str, system: str, samples: Samples,
     if (samples_dir / "best.jsonl").is_file():
         outputs["best"] = _best_outputs(samples_dir / "best.jsonl", samples)
     tick = time.perf_counter()
-    bert = bertscore_by_output(outputs, samples.references, cfg)
+    bert = bertscore_by_output({name: (hyps, samples.references) for name, hyps in outputs.items()},
+                               ev.bertscore, cfg.compute.device)
     timings["bertscore_s"] = time.perf_counter() - tick
     tick = time.perf_counter()
     refs, sys_cfg = samples.references, cfg.systems[system]
@@ -243,7 +256,7 @@ def _metrics(cfg: Config, task: str, system: str, samples: Samples,
         "mbr_utility": ev.mbr_utility,
         "mbr": {str(n): {**quality(outputs[str(n)], refs, bert[str(n)]), "picks": picks[n]}
                 for n in sizes},
-        "diversity": diversity(samples.recovers, min(ev.diversity_k, num_seeds)),
+        "diversity": diversity([list(cands) for cands in zip(*samples.recovers[:k])], k),
         "bertscore_model": ev.bertscore.model if ev.bertscore.enabled else None,
         "nltk_version": nltk.__version__,
     }
@@ -265,3 +278,119 @@ def _best_outputs(path: Path, samples: Samples) -> list[str]:
         if remove_special_strings(row["reference"]) != ref:
             raise ValueError(f"{path}:{number}: reference differs from the seed files' line {number}")
     return [row["recover"] for row in rows]
+
+
+# --- a sample folder of the authors' sampler, evaluated as their script evaluates it ------------
+
+# The marker strings the authors' evaluation deletes from each field after stripping it; the
+# reference keeps "[PAD]" and the spaces around deleted markers stay (Len counts them).
+AUTHORS_DELETED = {"reference": ("[SEP]", "[CLS]"), "recover": ("[SEP]", "[CLS]", "[PAD]")}
+
+
+def authors_clean(text: str, field: str) -> str:
+    """A field of a sample line as the authors' evaluation scores it: stripped, then its markers
+    deleted (`AUTHORS_DELETED`)."""
+    text = text.strip()
+    for token in AUTHORS_DELETED[field]:
+        text = text.replace(token, "")
+    return text
+
+
+@dataclass
+class AuthorsFolder:
+    """The files of an authors' sample folder, in the order their evaluation reads them.
+
+    references[f][i] (cleaned) and recovers[f][i] (as written) are line i of file names[f]; a file
+    may be shorter than the first one (its missing sources have one candidate fewer).
+    """
+
+    names: list[str]
+    references: list[list[str]]
+    recovers: list[list[str]]
+
+    def candidates(self, i: int) -> list[int]:
+        """Indices of the files that have a line for source i, in file order."""
+        return [f for f, rows in enumerate(self.recovers) if i < len(rows)]
+
+
+def read_authors_folder(folder: Path) -> AuthorsFolder:
+    """Read every `*json` file of `folder` in lexicographic order (their `sorted(glob(...))`).
+
+    The first file fixes the sources; a longer file would crash their script, so it is an error
+    naming the file and its first extra line.
+    """
+    names = sorted(p.name for p in Path(folder).iterdir()
+                   if p.name.endswith("json") and not p.name.startswith(".") and p.is_file())
+    if not names:
+        raise FileNotFoundError(f"{folder}: no *json sample files (the authors' sampler writes "
+                                "seed<S>_step<C>.json)")
+    files = [read_jsonl(Path(folder) / name, SAMPLE_KEYS) for name in names]
+    if not files[0]:
+        raise ValueError(f"{Path(folder) / names[0]}: no samples (empty file)")
+    for name, rows in zip(names[1:], files[1:]):
+        if len(rows) > len(files[0]):
+            raise ValueError(f"{Path(folder) / name}:{len(files[0]) + 1}: more lines than "
+                             f"{names[0]} ({len(files[0])}), the first file, which fixes the sources")
+    return AuthorsFolder(names=names,
+                         references=[[authors_clean(r["reference"], "reference") for r in rows]
+                                     for rows in files],
+                         recovers=[[r["recover"] for r in rows] for rows in files])
+
+
+def evaluate_authors_folder(folder: Path, bertscore: BertScoreConfig, device: str | None = None,
+                            out_path: Path | None = None) -> dict[str, Any]:
+    """Evaluate an authors' sample folder as it is, by the rules of their evaluation script.
+
+    Per file: the quality columns against the file's own references (their loop over files).
+    Over all files, per source: the MBR pick with BLEU, scored against the first file's
+    reference (their `--mbr`), and self-BLEU / div-4 of all candidates (their run without
+    `--mbr`). The table block takes the MBR quality and that diversity.
+
+    Args:
+        folder: the folder of `seed<S>_step<C>.json` files.
+        bertscore: the BERTScore settings (disabled: no BERTScore column).
+        device: device of BERTScore (`cuda`, `cpu`, None/`auto`).
+        out_path: where to write the metrics JSON atomically (None: not written).
+
+    Returns:
+        The metrics: files (their order), per_file, mbr {K: quality and picks (file indices)},
+        diversity, table, as `evaluate_system` names them.
+    """
+    if out_path is not None and Path(out_path).resolve().parent == Path(folder).resolve():
+        raise ValueError(f"{out_path}: write the metrics outside {folder} (the authors' evaluation "
+                         "reads every *json file there as samples)")
+    data = read_authors_folder(Path(folder))
+    present = [data.candidates(i) for i in range(len(data.recovers[0]))]
+    picks = [files[mbr.select_one([authors_clean(data.recovers[f][i], "recover") for f in files])]
+             for i, files in enumerate(present)]
+    # keyed by file name, plus "MBR" (a file name ends in "json", so it cannot collide)
+    outputs = {name: (hyps, refs) for name, hyps, refs in zip(data.names, data.recovers, data.references)}
+    outputs["MBR"] = ([data.recovers[f][i] for i, f in enumerate(picks)], data.references[0])
+    bert = bertscore_by_output(outputs, bertscore, device)
+    size = str(len(data.names))
+    result: dict[str, Any] = {
+        "folder": str(folder), "system": Path(folder).name, "files": data.names,
+        "num_sources": len(present),
+        "per_file": {name: {**quality(*outputs[name], bert[name]), "num_lines": len(outputs[name][0])}
+                     for name in data.names},
+        "mbr_sizes": [int(size)], "mbr_utility": "bleu",
+        "mbr": {size: {**quality(*outputs["MBR"], bert["MBR"]), "picks": picks}},
+        "diversity": diversity([[data.recovers[f][i] for f in files] for i, files in enumerate(present)],
+                               len(data.names)),
+        "bertscore_model": bertscore.model if bertscore.enabled else None,
+        "nltk_version": nltk.__version__,
+    }
+    result["table"] = table_row(result)
+    if out_path is not None:
+        write_json(Path(out_path), result)
+    return result
+
+
+def folder_lines(result: dict[str, Any]) -> list[str]:
+    """The lines printed for an authors' folder before its table block: one per file, in order."""
+    lines = [f"{result['folder']}: {result['num_sources']} sources, files in the authors' order:"]
+    for name, q in result["per_file"].items():
+        bert = "n/a" if q["bertscore"] is None else f"{q['bertscore']:.4f}"
+        lines.append(f"  {name} ({q['num_lines']} lines): BLEU {q['bleu']:.4f}, ROUGE-L "
+                     f"{q['rouge_l']:.4f}, BERTScore {bert}, dist-1 {q['dist1']:.4f}, Len {q['len']:.2f}")
+    return lines + ["", f"MBR over {len(result['files'])} files, diversity over all files:", ""]

@@ -8,9 +8,10 @@ Outputs (`results/<task>/<system>/samples/`, written atomically as one folder):
     best.jsonl       the deterministic quality decode (beam search of the AR baselines), when the
                      family has one (`Family.quality_decode`)
 
-Every text goes through `pipeline.text`: model ids are decoded with the model's tokenizer, then
-normalised with the task's tokenizer; sources and references are the prepared test texts after
-the same round trip (spec/metrics.md), so every system is scored against identical references.
+Every text goes through `pipeline.text`: model ids become `output_text` (the task tokenizer's plain
+decode, or another tokenizer's decode normalised with the task's); sources and references are the
+prepared test texts after the task tokenizer's round trip (spec/metrics.md), so every system is
+scored against identical references.
 Models see only the sources: batches are collated with empty targets, so no reference can leak
 into a candidate. Candidate (i, s) depends only on the checkpoint, the seed s and the index i
 (`pipeline.models.base.candidate_generator`), not on how sources are batched.
@@ -71,19 +72,16 @@ def generate_candidates(model: Seq2Seq, pairs: Sequence[Pair], seeds: list[int],
     return GenerationOutput(ids=ids, trace=trace)
 
 
-def _text_fn(tokenizer: Any, task_tokenizer: Any) -> Callable[[Sequence[int]], str]:
-    """ids -> decoded with `tokenizer`, then normalised with the task's tokenizer."""
-    from pipeline.text import decode_ids, normalize
+def _text_fn(model: Seq2Seq, task_tokenizer: Any) -> Callable[[Sequence[int]], str]:
+    """ids -> the written text (`pipeline.text.output_text`) for the model's vocabulary."""
+    from pipeline.text import output_text
 
-    return lambda ids: normalize(task_tokenizer, decode_ids(tokenizer, ids))
-
-
-def _model_tokenizer(model: Seq2Seq, task_tokenizer: Any) -> Any:
     if model.output_tokenizer_dir() is None:
-        return task_tokenizer
+        return lambda ids: output_text(task_tokenizer, ids)
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(model.output_tokenizer_dir())
+    tokenizer = AutoTokenizer.from_pretrained(model.output_tokenizer_dir())
+    return lambda ids: output_text(tokenizer, ids, task_tokenizer)
 
 
 def _load_model(family: Family, model_cfg: Any, model_dir: Path | None, data_dir: Path,
@@ -127,7 +125,7 @@ def sample_system(cfg: Config, task: str, system: str, model_dir: Path | None, d
     pairs = load_split(data_dir, "test")[:num]
     device = distributed.resolve_device(cfg.compute.device) if family.trains else "cpu"
     model = _load_model(family, model_cfg, model_dir, data_dir, device)
-    to_text = _text_fn(_model_tokenizer(model, task_tokenizer), task_tokenizer)
+    to_text = _text_fn(model, task_tokenizer)
     seeds, batch_size = list(cfg.sampling.seeds), cfg.sampling.batch_size
     started = time.perf_counter()
     out = generate_candidates(model, pairs, seeds, decode, batch_size, device)

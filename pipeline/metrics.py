@@ -6,7 +6,8 @@ smoothing_function=SmoothingFunction().method4)` recomputed from integer n-gram 
 the same floating-point operations in the same order, so the values are identical (tests compare
 with NLTK itself) while the counts of a whole candidate set are computed at once (`pairwise_bleu`,
 the inner loop of MBR). ROUGE-L is rouge-score's `rougeL` F-measure with its tokenizer and
-rapidfuzz's LCS. Nothing here imports torch until BERTScore is asked for.
+rapidfuzz's LCS, rounded to float32 as torchmetrics (the authors' scorer) returns it. Nothing
+here imports torch until BERTScore is asked for.
 """
 
 from __future__ import annotations
@@ -187,7 +188,10 @@ def _rouge_tokens(text: str) -> list[str]:
 
 
 def rouge_l(ref: str, hyp: str) -> float:
-    """F-measure of ROUGE-L, identical to rouge-score's `RougeScorer(["rougeL"]).score(ref, hyp)`.
+    """F-measure of ROUGE-L as the authors' evaluation reports it (torchmetrics' float32 value).
+
+    rouge-score and torchmetrics compute the same float64 F-measure; torchmetrics returns it as a
+    float32 tensor, whose `.tolist()` the authors averaged, so the value is rounded to float32.
 
     Args:
         ref: reference text.
@@ -195,14 +199,15 @@ def rouge_l(ref: str, hyp: str) -> float:
 
     Returns:
         2PR/(P+R) with P = LCS/|hyp|, R = LCS/|ref| over rouge-score's tokens (lower-cased
-        alphanumeric runs, no stemming); 0 when either side has no token.
+        alphanumeric runs, no stemming), rounded to float32; 0 when either side has no token.
     """
     ref_tokens, hyp_tokens = _rouge_tokens(ref), _rouge_tokens(hyp)
     if not ref_tokens or not hyp_tokens:
         return 0.0
     lcs = LCSseq.similarity(ref_tokens, hyp_tokens)
     precision, recall = lcs / len(hyp_tokens), lcs / len(ref_tokens)
-    return 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
+    fmeasure = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
+    return float(np.float32(fmeasure))
 
 
 # --- length and diversity -----------------------------------------------------------------------

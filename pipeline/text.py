@@ -1,8 +1,10 @@
 """Text normalisation shared by every system's output writer and by the evaluation.
 
-spec/metrics.md, "Text normalisation": a hypothesis is the tokenizer's decode of its word pieces
-with the `[CLS]`, `[SEP]`, `[PAD]` strings removed and surrounding whitespace stripped; references
-go through the same tokenize -> decode round trip, so every system is scored on the same text.
+spec/metrics.md, "Text normalisation": a hypothesis made of the task tokenizer's ids is exactly that
+tokenizer's decode of them with the `[CLS]`, `[SEP]`, `[PAD]` strings removed and surrounding
+whitespace stripped (the authors' text). References, and outputs of systems with their own tokenizer
+(GPT-2's BPE, T5), go through the task tokenizer's tokenize -> decode round trip, so every system is
+scored on text of the same form. `output_text` is the one function every output writer uses.
 """
 
 from __future__ import annotations
@@ -57,3 +59,23 @@ def normalize(tokenizer: Any, text: str) -> str:
     """
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     return decode_ids(tokenizer, ids)
+
+
+def output_text(tokenizer: Any, ids: Sequence[int], task_tokenizer: Any | None = None) -> str:
+    """The text written for a model's output ids.
+
+    The task tokenizer's ids are only decoded: a second round trip would not be idempotent (an
+    orphan `##s` piece becomes `# # s`, `[unused3]` becomes `[ unused3 ]`), and the authors' text
+    is the plain decode.
+
+    Args:
+        tokenizer: the tokenizer of `ids` (the model's).
+        ids: word-piece ids, (L,).
+        task_tokenizer: the task's tokenizer when it is not `tokenizer` (GPT-2's BPE, T5); None
+            when the ids are the task tokenizer's.
+
+    Returns:
+        `decode_ids(tokenizer, ids)`, then `normalize`d with `task_tokenizer` when one is given.
+    """
+    text = decode_ids(tokenizer, ids)
+    return text if task_tokenizer is None else normalize(task_tokenizer, text)

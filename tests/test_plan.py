@@ -36,6 +36,7 @@ def _dvc_commands(work: Path) -> set[str]:
                 if stage.name in pending}
 
 
+@pytest.mark.slow        # Snakemake and DVC processes
 @pytest.mark.parametrize("params", ["params/default.yaml", "params/paper.yaml"])
 def test_snakemake_and_dvc_plan_the_same_jobs(tmp_path, params):
     work = project_copy(tmp_path / "project", params)
@@ -54,12 +55,14 @@ def test_committed_dvc_yaml_is_fresh(monkeypatch, params):
         f"{location} is stale: run `python -m pipeline dvc-yaml --params {params}`"
 
 
+@pytest.mark.slow
 def test_snakemake_lint_is_clean():
     out = snakemake(REPO, "params/default.yaml", "--lint")
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     assert "Congratulations" in out.stdout + out.stderr
 
 
+@pytest.mark.slow
 def test_slurm_profile_plans_gpu_jobs_with_torchrun(tmp_path):
     """A dry run through the SLURM executor plugin with the paper's parameters."""
     work = project_copy(tmp_path / "project", "params/paper.yaml")

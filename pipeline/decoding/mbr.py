@@ -1,13 +1,15 @@
 """Minimum Bayes risk selection of one output per source from its candidate set.
 
 spec/metrics.md, "MBR": for candidates c_1..c_K of a source, pick argmax_i sum_{j != i}
-u(ref=c_j, hyp=c_i), summed in candidate order as float64, the first candidate winning ties
-(the paper: u = sentence BLEU, K = 10 seeds). Pure Python and numpy; no torch.
+u(ref=c_j, hyp=c_i) (the paper: u = sentence BLEU, K = 10 seeds), summed exactly as the authors'
+evaluation sums it, so that last-digit ties break the same way. Pure Python and numpy; no torch.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+
+import numpy as np
 
 from pipeline import metrics
 
@@ -35,26 +37,24 @@ def utility_matrix(name: str) -> Callable[[Sequence[str]], list[list[float]]]:
 
 
 def select_from_matrix(scores: Sequence[Sequence[float]]) -> int:
-    """The MBR rule on a utility matrix.
+    """The MBR rule on a utility matrix, computed as the authors' evaluation computes it.
+
+    The row sums come from numpy's `sum` over the last axis of the float64 K x K array with the
+    diagonal set to 0: numpy adds 8 or more terms pairwise (8 interleaved partial sums), not left
+    to right, and exact ties are common (identical candidates, all-zero rows), so the order of
+    the additions decides which candidate wins. Calling numpy the same way gives the same sums.
 
     Args:
         scores: K x K, [i][j] = u(ref=c_j, hyp=c_i); the diagonal is ignored.
 
     Returns:
-        argmax_i of sum_{j != i} scores[i][j], summed in order j = 0..K-1 in float64; the
-        smallest index among equal sums.
+        `np.argmax` of the row sums: the smallest index among equal sums.
     """
     if not scores:
         raise ValueError("MBR needs at least one candidate per source")
-    best, best_total = 0, float("-inf")
-    for i, row in enumerate(scores):
-        total = 0.0
-        for j, value in enumerate(row):
-            if j != i:
-                total += value
-        if total > best_total:          # strict: the first of equal totals wins
-            best, best_total = i, total
-    return best
+    matrix = np.array(scores, dtype=np.float64)        # (K, K), C-contiguous like np.sum(list)
+    np.fill_diagonal(matrix, 0.0)
+    return int(np.argmax(matrix.sum(-1)))
 
 
 def select_one(candidates: Sequence[str], utility: str = "bleu") -> int:

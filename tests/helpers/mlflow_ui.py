@@ -29,8 +29,9 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def mlflow_ui(db: Path, timeout: float = 120) -> Iterator[str]:
-    """Serve the runs in `db`; yields the base URL once /health answers. Stopped on exit."""
+def mlflow_ui(db: Path, timeout: float = 900) -> Iterator[str]:
+    """Serve the runs in `db`; yields the base URL once /health answers (`timeout` only catches a
+    server that never answers: a busy machine takes minutes). Stopped on exit."""
     port = _free_port()
     proc = subprocess.Popen([BIN / "mlflow", "ui", "--backend-store-uri", f"sqlite:///{db}",
                              "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],

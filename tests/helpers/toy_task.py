@@ -23,14 +23,15 @@ def _write_split(folder: Path, name: str, n: int, offset: int) -> None:
     (folder / f"{name}.jsonl").write_text("\n".join(lines) + "\n")
 
 
-def prepare_toy_task(root: Path) -> TaskConfig:
-    """Write root/raw/{train,valid,test}.jsonl and prepare them into root/data."""
+def prepare_toy_task(root: Path, tokenizer: TokenizerConfig | None = None) -> TaskConfig:
+    """Write root/raw/{train,valid,test}.jsonl and prepare them into root/data (by default with
+    a WordPiece tokenizer of 60 pieces trained on them)."""
     raw = root / "raw"
     raw.mkdir(parents=True)
     for name, (n, offset) in SIZES.items():
         _write_split(raw, name, n, offset)
     task = TaskConfig(source=SourceConfig(kind="local", uri=str(raw)), seq_len=24,
-                      tokenizer=TokenizerConfig(kind="wordpiece", vocab_size=60),
+                      tokenizer=tokenizer or TokenizerConfig(kind="wordpiece", vocab_size=60),
                       systems=["tiny", "copy", "random"])
     prepare_task("toy", task, raw, root / "data")
     return task

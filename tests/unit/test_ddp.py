@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import safetensors.torch
 import torch
 
@@ -16,6 +17,7 @@ from tests.helpers.ddp_fit import DDP_RUN, NUM_TRAIN, NUM_VALID, initial_model
 from tests.helpers.tiny_model import toy_pairs
 
 REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow        # starts torchrun and two worker processes
 
 
 def test_two_processes_match_one_process_with_accumulation(tmp_path):
@@ -24,7 +26,7 @@ def test_two_processes_match_one_process_with_accumulation(tmp_path):
     run = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
          str(REPO / "tests" / "helpers" / "ddp_fit.py"), str(out), str(tmp_path / "ddp_state")],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=1800)
     assert run.returncode == 0, run.stderr[-3000:]
     ddp = safetensors.torch.load_file(out)
 

@@ -1,6 +1,7 @@
 """pipeline.evaluate on hand-made sample folders in the authors' output format."""
 
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -10,8 +11,8 @@ import pytest
 from pipeline.config import (BertScoreConfig, ComputeConfig, Config, EvaluationConfig,
                              SamplingConfig, SourceConfig, SystemConfig, TaskConfig,
                              TokenizerConfig)
-from pipeline.evaluate import evaluate_system
-from tests.unit.test_mbr import brute_force_pick
+from pipeline.evaluate import evaluate_authors_folder, evaluate_system
+from tests.unit.test_mbr import authors_pick
 from tests.unit.test_metrics import nltk_bleu
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "samples"
@@ -57,7 +58,7 @@ def test_mbr_picks_equal_the_paper_rule_applied_with_nltk(tmp_path, data_dir):
     refs = [clean(r["reference"]) for r in files[0]]
     assert result["mbr_sizes"] == [1, 3, 5] and result["mbr_sizes_skipped"] == [10]
     for n in (1, 3, 5):
-        expected = [brute_force_pick([clean(f[i]["recover"]) for f in files[:n]])
+        expected = [authors_pick([clean(f[i]["recover"]) for f in files[:n]])
                     for i in range(len(refs))]
         assert result["mbr"][str(n)]["picks"] == expected
         chosen = [clean(files[k][i]["recover"]) for i, k in enumerate(expected)]
@@ -135,3 +136,69 @@ def test_missing_seed_file_is_named(tmp_path, data_dir):
     with pytest.raises(FileNotFoundError, match="seed999.jsonl"):
         evaluate_system(make_config(seeds=[101, 999]), "para", "diffuseq",
                         FIXTURES / "paraphrase_diffuseq", data_dir, tmp_path / "m.json")
+
+
+AUTHORS = FIXTURES / "authors_layout"
+E = math.exp(-0.25)           # BLEU of 4 words whose n-grams all match a 5-word reference
+F = float(np.float32(2 * 0.8 / 1.8))    # ROUGE-L of 4 of 5 words in order, as float32
+
+
+def test_authors_folder_gives_the_numbers_of_their_rules():
+    """seed101, seed10, seed2 in their (lexicographic) order; seed2 has no line for source 2.
+
+    Source 0: seed101 and seed10 say the reference (seed101 with two [PAD]s more), seed2 something
+    else; source 1: the reference (5 words), its first 4 words, an empty output; source 2: 4 words
+    of a reference that keeps a [PAD] word, twice.
+    """
+    result = evaluate_authors_folder(AUTHORS, BertScoreConfig(enabled=False))
+    assert result["files"] == ["seed101_step50.json", "seed10_step50.json", "seed2_step50.json"]
+    assert result["num_sources"] == 3
+    per_file = {name: {k: q[k] for k in ("bleu", "rouge_l", "dist1", "len", "num_lines")}
+                for name, q in result["per_file"].items()}
+    assert per_file == {
+        "seed101_step50.json": pytest.approx({"bleu": (2 + E) / 3, "rouge_l": (2 + F) / 3, "dist1": 1.0,
+                                              "len": (10 + 7 + 6) / 3, "num_lines": 3}, rel=1e-15),
+        "seed10_step50.json": pytest.approx({"bleu": (1 + 2 * E) / 3, "rouge_l": (1 + 2 * F) / 3, "dist1": 1.0,
+                                             "len": (8 + 6 + 6) / 3, "num_lines": 3}, rel=1e-15),
+        "seed2_step50.json": {"bleu": 0.0, "rouge_l": 0.0, "dist1": 0.5, "len": (7 + 2) / 2, "num_lines": 2}}
+    assert result["per_file"]["seed2_step50.json"]["bertscore"] is None
+    # MBR: source 0 ties seed101 and seed10 (the first in *their* order wins: Len 10, not 8),
+    # source 1 picks seed10's 4 words (BLEU e^-1/4 against the 5) over seed101's 5 (0.2^(1/4)).
+    mbr = result["mbr"]["3"]
+    assert mbr["picks"] == [0, 1, 0]
+    assert mbr["bleu"] == pytest.approx((1 + 2 * E) / 3, rel=1e-15)
+    assert mbr["rouge_l"] == pytest.approx((1 + 2 * F) / 3, rel=1e-15)
+    assert mbr["len"] == pytest.approx((10 + 6 + 6) / 3)
+    # diversity over all candidates of each source (2 for source 2)
+    assert result["diversity"] == pytest.approx({
+        "k": 3, "self_bleu": (1 / 3 + 0.2**0.25 / 3 + 1) / 3, "div4": (5 / 8 + 2 / 3 + 1 / 2) / 3},
+        rel=1e-12)
+    assert result["table"]["quality_from"] == "mbr@3"
+    assert result["table"]["bleu"] == mbr["bleu"] and result["table"]["div4"] == result["diversity"]["div4"]
+
+
+def test_authors_folder_file_longer_than_the_first_is_named(tmp_path):
+    folder = tmp_path / "samples"
+    shutil.copytree(AUTHORS, folder)
+    path = folder / "seed10_step50.json"
+    path.write_text(path.read_text() + path.read_text().splitlines()[0] + "\n")
+    with pytest.raises(ValueError, match=r"seed10_step50.json:4: more lines than seed101_step50.json \(3\)"):
+        evaluate_authors_folder(folder, BertScoreConfig(enabled=False))
+    with pytest.raises(ValueError, match="outside"):
+        evaluate_authors_folder(AUTHORS, BertScoreConfig(enabled=False), out_path=AUTHORS / "m.json")
+
+
+def test_evaluate_folder_command_prints_the_table_and_writes_the_json(tmp_path, capsys, repo_root):
+    from pipeline.__main__ import main
+
+    out = tmp_path / "metrics.json"
+    args = ["evaluate-folder", "--folder", str(AUTHORS), "--params", str(repo_root / "params/tiny.yaml")]
+    assert main([*args, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    written = json.loads(out.read_text())
+    assert written["mbr"]["3"]["picks"] == [0, 1, 0] and written["bertscore_model"] == "builtin:minilm"
+    assert 0 < written["table"]["bertscore"] <= 1
+    assert written["per_file"]["seed2_step50.json"]["bertscore"] < written["table"]["bertscore"]
+    assert "seed10_step50.json (3 lines): BLEU" in printed
+    assert "| System | BLEU ↑ |" in printed
+    assert f"| authors_layout | **{written['table']['bleu']:.4f}** |" in printed   # one row: all best

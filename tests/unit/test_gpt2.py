@@ -14,7 +14,7 @@ from pipeline.models import gpt2
 from pipeline.models.ar_decoding import DecodeConfig, Search
 from pipeline.models.base import TaskInfo
 from pipeline.text import normalize
-from tests.helpers.toy_pairs import TASK, overfit, toy_pairs
+from tests.helpers.toy_pairs import TASK, mean_loss_terms, overfit, toy_pairs
 
 torch.set_num_threads(1)
 SENTENCES = ["how do i learn python quickly ?", "what is the best way to learn python ?",
@@ -47,9 +47,8 @@ def test_loss_is_the_target_nll_alone_without_padding():
 
 
 def test_overfits_sixteen_pairs_and_decodes_them(tmp_path):
-    model, pairs, batch = overfit(tiny(), tmp_path, steps=100, lr=1e-2, warmup_steps=5)
-    with torch.no_grad():
-        assert float(model.loss(batch)["loss"].mean()) < 0.01
+    model, pairs, batch, before = overfit(tiny(), tmp_path, steps=100, lr=1e-2, warmup_steps=5)
+    assert mean_loss_terms(model, batch)["loss"] < before["loss"] / 50
     out = model.generate(batch, [0], list(range(16)), DecodeConfig(quality=Search("greedy")).quality_decode())
     assert [row[0] for row in out.ids] == [list(y) for _, y in pairs]   # stops at each EOS
     # on unseen sources, transformers' beam search and the shared loop's (one group) agree

@@ -81,13 +81,16 @@ def test_decoder_inputs_spread_with_the_latent_scale():
 
 
 def test_overfits_sixteen_pairs_and_decodes_them(tmp_path):
-    model, pairs, batch = overfit(tiny(), tmp_path, steps=150, lr=1e-2, warmup_steps=10)
+    # 4 heads of 8: with 2 heads of 16 the decoder confuses repeated target tokens (2 pairs stay
+    # near NLL 0.3 however long it trains) and how many pairs decode depends on the CPU
+    model, pairs, batch, before = overfit(tiny(num_heads=4, d_kv=8), tmp_path, steps=150, lr=1e-2,
+                                          warmup_steps=10)
     with torch.no_grad():
         terms = model.loss(batch)
     assert set(terms) == {"loss", "nll", "kl"} and terms["loss"].shape == (16,)
-    assert float(terms["nll"].mean()) < 0.05
+    assert float(terms["nll"].mean()) < before["nll"] / 20
     out = model.generate(batch, [0], list(range(16)), gpvae.DecodeConfig().quality_decode())
-    assert sum(row[0] == list(y) for row, (_, y) in zip(out.ids, pairs)) >= 15
+    assert [row[0] for row in out.ids] == [list(y) for _, y in pairs]
     wide = model.generate(batch, [1, 2, 3], list(range(16)), gpvae.DecodeConfig(latent_scale=500.0))
     assert sum(len({tuple(c) for c in row}) for row in wide.ids) > 16  # distinct candidates appear
 

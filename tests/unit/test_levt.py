@@ -26,11 +26,11 @@ def count_decoder_calls(model: levt.LevenshteinTransformer) -> list[int]:
 
 
 def test_overfits_sixteen_pairs_and_stops_refining(tmp_path):
-    model, pairs, batch = overfit(tiny(), tmp_path, steps=300, lr=3e-3, warmup_steps=10)
+    model, pairs, batch, before = overfit(tiny(), tmp_path, steps=300, lr=3e-3, warmup_steps=10)
     with torch.no_grad():
         terms = model.loss(batch)
     assert set(terms) == {"loss", "insertion", "token", "deletion"}
-    assert terms["loss"].shape == (16,) and float(terms["loss"].mean()) < 0.4
+    assert terms["loss"].shape == (16,) and float(terms["loss"].mean()) < before["loss"] / 10
     calls = count_decoder_calls(model)
     decode = levt.DecodeConfig(max_iterations=10).quality_decode()
     out = model.generate(batch, [0], list(range(16)), decode)

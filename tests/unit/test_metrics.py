@@ -3,6 +3,7 @@
 import math
 import random
 
+import numpy as np
 import pytest
 from nltk.translate.bleu_score import SmoothingFunction
 from nltk.translate.bleu_score import sentence_bleu as nltk_sentence_bleu
@@ -76,18 +77,20 @@ def test_rouge_l_hand_worked_and_empties():
     assert metrics.rouge_l("The Cat!", "the cat") == 1.0          # rouge-score's tokenisation
 
 
-def test_rouge_l_identical_to_rouge_score_and_close_to_torchmetrics():
-    from torchmetrics.text.rouge import ROUGEScore
+def test_rouge_l_is_the_authors_float32_value_of_torchmetrics_and_rouge_score():
+    from torchmetrics.functional.text.rouge import rouge_score
 
     sents = varied_sentences(2, 400)
-    pairs = list(zip(sents[::2], sents[1::2]))
+    pairs = list(zip(sents[::2], sents[1::2])) + [("a b c", "a b c d e f g"), ("x y z", "y x")]
     scorer = RougeScorer(["rougeL"])
     ours = [metrics.rouge_l(r, h) for r, h in pairs]
-    assert ours == [scorer.score(r, h)["rougeL"].fmeasure for r, h in pairs]
-    torchmetrics_rouge = ROUGEScore(rouge_keys="rougeL")
-    for (ref, hyp), value in list(zip(pairs, ours))[:60]:
-        tm_value = float(torchmetrics_rouge(hyp, ref)["rougeL_fmeasure"])
-        assert tm_value == pytest.approx(value, abs=1e-6)
+    assert ours == [float(np.float32(scorer.score(r, h)["rougeL"].fmeasure)) for r, h in pairs]
+    # the authors' per-sentence value: `.tolist()` of torchmetrics' 0-d float32 tensor
+    authors = [rouge_score(h, r, rouge_keys="rougeL")["rougeL_fmeasure"].tolist() for r, h in pairs[:80]]
+    assert ours[:80] == authors
+    assert all(isinstance(value, float) for value in ours)
+    # 3/7 and 2/3 are not float32 numbers: the float64 F-measure is not what is reported
+    assert metrics.rouge_l("a b c", "a b c d e f g") != 2 * (3 / 7) / (3 / 7 + 1)
 
 
 def test_dist1_len_and_word_count():
