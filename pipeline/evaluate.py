@@ -26,7 +26,9 @@ import numpy as np
 
 from pipeline import metrics
 from pipeline.config import BertScoreConfig, Config
+from pipeline.data.jsonl import DataError
 from pipeline.decoding import mbr
+from pipeline.degenerate import degenerate_rates, flags, warn
 from pipeline.io import sha256_tree, write_json
 from pipeline.provenance import data_checksum, params_hash
 from pipeline.text import remove_special_strings
@@ -49,7 +51,7 @@ class Samples:
 def read_jsonl(path: Path, keys: tuple[str, ...]) -> list[dict[str, Any]]:
     """Lines of a jsonl file, each checked to hold `keys`; errors name the file and line."""
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: sample file not found")
+        raise DataError(f"{path}: sample file not found (run the sample stage)")
     rows = []
     with open(path, encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
@@ -58,10 +60,10 @@ def read_jsonl(path: Path, keys: tuple[str, ...]) -> list[dict[str, Any]]:
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{number}: not valid JSON ({exc})") from exc
+                raise DataError(f"{path}:{number}: not valid JSON ({exc})") from exc
             missing = [k for k in keys if k not in row]
             if missing:
-                raise ValueError(f"{path}:{number}: missing key(s) {missing}")
+                raise DataError(f"{path}:{number}: missing key(s) {missing}")
             rows.append(row)
     return rows
 
@@ -69,21 +71,34 @@ def read_jsonl(path: Path, keys: tuple[str, ...]) -> list[dict[str, Any]]:
 def load_samples(samples_dir: Path, seeds: list[int]) -> Samples:
     """Read and cross-check the per-seed files (same length, same references line by line)."""
     if not seeds:
-        raise ValueError("sampling.seeds is empty: there is nothing to evaluate")
+        raise DataError("sampling.seeds is empty: there is nothing to evaluate")
     paths = [samples_dir / f"seed{seed}.jsonl" for seed in seeds]
     files = [read_jsonl(path, SAMPLE_KEYS) for path in paths]
     first = files[0]
     if not first:
-        raise ValueError(f"{paths[0]}: no samples (empty file)")
+        raise DataError(f"{paths[0]}: no samples (empty file)")
     for path, rows in zip(paths[1:], files[1:]):
         if len(rows) != len(first):
-            raise ValueError(f"{path}: {len(rows)} lines but {paths[0]} has {len(first)}")
+            raise DataError(f"{path}: {len(rows)} lines but {paths[0]} has {len(first)}")
         for number, (row, ref) in enumerate(zip(rows, first), start=1):
             if row["reference"] != ref["reference"]:
-                raise ValueError(f"{path}:{number}: reference differs from {paths[0]} line {number}")
+                raise DataError(f"{path}:{number}: reference differs from {paths[0]} line {number}")
     return Samples(sources=[r["source"] for r in first],
                    references=[remove_special_strings(r["reference"]) for r in first],
                    recovers=[[row["recover"] for row in rows] for rows in files])
+
+
+def check_test_set_size(samples_dir: Path, samples: Samples, data_dir: Path,
+                        num_sources: int | None) -> None:
+    """Every seed file has one line per test example sampled (a line missing from every file
+    would shift every later line onto the wrong reference)."""
+    stats = json.loads((data_dir / "stats.json").read_text())
+    test_count = stats["splits"]["test"]["count"]
+    expected = test_count if num_sources is None else min(num_sources, test_count)
+    if len(samples.sources) != expected:
+        raise DataError(f"{samples_dir}: the seed files have {len(samples.sources)} lines, the "
+                        f"test set sampled has {expected} (test split {test_count}, "
+                        f"sampling.num_sources {num_sources}); rerun the sample stage")
 
 
 def quality(raw_hyps: list[str], refs: list[str], bert: list[float] | None) -> dict[str, Any]:
@@ -141,7 +156,7 @@ def stepwise(path: Path, refs: list[str]) -> list[dict[str, float]]:
     by_fraction: dict[float, dict[int, list[str]]] = defaultdict(lambda: defaultdict(list))
     for number, row in enumerate(read_jsonl(path, STEP_KEYS), start=1):
         if not 0 <= row["index"] < len(refs):
-            raise ValueError(f"{path}:{number}: index {row['index']} outside the test set "
+            raise DataError(f"{path}:{number}: index {row['index']} outside the test set "
                              f"(0..{len(refs) - 1})")
         by_fraction[float(row["fraction"])][row["index"]].append(remove_special_strings(row["recover"]))
     curve = []
@@ -217,12 +232,17 @@ def evaluate_system(cfg: Config, task: str, system: str, samples_dir: Path, data
     start = time.perf_counter()
     samples_dir, data_dir = Path(samples_dir), Path(data_dir)
     samples = load_samples(samples_dir, list(cfg.sampling.seeds))
+    check_test_set_size(samples_dir, samples, data_dir, cfg.sampling.num_sources)
     result, timings = _metrics(cfg, task, system, samples, samples_dir)
     info = generation_info(samples_dir)
     result.update(generation=info, decode_method=info.get("decode_method"),
                   generation_seconds=info.get("wall_s"), pretrained=info.get("pretrained"),
                   paper_system=cfg.systems[system].paper_system or info.get("paper_system"),
-                  is_floor=bool(info.get("is_floor")))
+                  paper_scale=bool(info.get("paper_scale")), is_floor=bool(info.get("is_floor")))
+    rates = degenerate_rates([list(row) for row in zip(*samples.recovers)], samples.sources)
+    result["degenerate"] = {**rates, "flags": [] if result["is_floor"] else flags(rates)}
+    if not result["is_floor"]:
+        warn(f"{task}/{system}", rates)
     result["provenance"] = provenance(cfg, task, system, samples_dir, data_dir)
     result["timing"] = {**timings, "total_s": time.perf_counter() - start}
     write_json(Path(out_path), result)
@@ -236,7 +256,7 @@ def _metrics(cfg: Config, task: str, system: str, samples: Samples,
     k = min(ev.diversity_k, num_seeds)
     sizes = sorted({n for n in ev.mbr_sizes if n <= num_seeds})
     if not sizes:
-        raise ValueError(f"evaluation.mbr_sizes {ev.mbr_sizes}: none fits the {num_seeds} sampled seeds")
+        raise DataError(f"evaluation.mbr_sizes {ev.mbr_sizes}: none fits the {num_seeds} sampled seeds")
     tick = time.perf_counter()
     picks = mbr_picks(samples, sizes, ev.mbr_utility)
     timings = {"mbr_s": time.perf_counter() - tick}
@@ -273,10 +293,10 @@ def _best_outputs(path: Path, samples: Samples) -> list[str]:
     """The deterministic decode's texts, checked against the seed files line by line."""
     rows = read_jsonl(path, SAMPLE_KEYS)
     if len(rows) != len(samples.sources):
-        raise ValueError(f"{path}: {len(rows)} lines but the seed files have {len(samples.sources)}")
+        raise DataError(f"{path}: {len(rows)} lines but the seed files have {len(samples.sources)}")
     for number, (row, ref) in enumerate(zip(rows, samples.references), start=1):
         if remove_special_strings(row["reference"]) != ref:
-            raise ValueError(f"{path}:{number}: reference differs from the seed files' line {number}")
+            raise DataError(f"{path}:{number}: reference differs from the seed files' line {number}")
     return [row["recover"] for row in rows]
 
 
@@ -322,14 +342,14 @@ def read_authors_folder(folder: Path) -> AuthorsFolder:
     names = sorted(p.name for p in Path(folder).iterdir()
                    if p.name.endswith("json") and not p.name.startswith(".") and p.is_file())
     if not names:
-        raise FileNotFoundError(f"{folder}: no *json sample files (the authors' sampler writes "
+        raise DataError(f"{folder}: no *json sample files (the authors' sampler writes "
                                 "seed<S>_step<C>.json)")
     files = [read_jsonl(Path(folder) / name, SAMPLE_KEYS) for name in names]
     if not files[0]:
-        raise ValueError(f"{Path(folder) / names[0]}: no samples (empty file)")
+        raise DataError(f"{Path(folder) / names[0]}: no samples (empty file)")
     for name, rows in zip(names[1:], files[1:]):
         if len(rows) > len(files[0]):
-            raise ValueError(f"{Path(folder) / name}:{len(files[0]) + 1}: more lines than "
+            raise DataError(f"{Path(folder) / name}:{len(files[0]) + 1}: more lines than "
                              f"{names[0]} ({len(files[0])}), the first file, which fixes the sources")
     return AuthorsFolder(names=names,
                          references=[[authors_clean(r["reference"], "reference") for r in rows]
@@ -357,7 +377,7 @@ def evaluate_authors_folder(folder: Path, bertscore: BertScoreConfig, device: st
         diversity, table, as `evaluate_system` names them.
     """
     if out_path is not None and Path(out_path).resolve().parent == Path(folder).resolve():
-        raise ValueError(f"{out_path}: write the metrics outside {folder} (the authors' evaluation "
+        raise DataError(f"{out_path}: write the metrics outside {folder} (the authors' evaluation "
                          "reads every *json file there as samples)")
     data = read_authors_folder(Path(folder))
     present = [data.candidates(i) for i in range(len(data.recovers[0]))]

@@ -33,6 +33,7 @@ from tqdm import tqdm
 
 from pipeline import distributed
 from pipeline.config import Config
+from pipeline.degenerate import degenerate_rates, warn
 from pipeline.io import atomic_dir, write_json
 from pipeline.models.base import Family, Seq2Seq
 from pipeline.types import GenerationOutput, Pair
@@ -134,7 +135,7 @@ def sample_system(cfg: Config, task: str, system: str, model_dir: Path | None, d
         "wall_s": time.perf_counter() - started, "pretrained": model.is_pretrained(),
         "checkpoint": str(model_dir) if family.trains else None,
         "decode_method": family.describe(decode), "paper_system": family.paper_system,
-        "is_floor": family.is_floor}
+        "paper_scale": family.matches_paper(model_cfg), "is_floor": family.is_floor}
     texts: dict[str, Any] = {
         "candidates": [[to_text(c) for c in row] for row in out.ids],
         "trace": {f: [[to_text(c) for c in row] for row in rows] for f, rows in out.trace.items()}}
@@ -146,6 +147,8 @@ def sample_system(cfg: Config, task: str, system: str, model_dir: Path | None, d
         info.update(best_decode=dataclasses.asdict(quality), best_wall_s=time.perf_counter() - started)
     info.update(seeds=seeds, num_sources=num, wall_s_per_seed=info["wall_s"] / len(seeds),
                 sequences_per_s=num * len(seeds) / max(info["wall_s"], 1e-9))
+    if not family.is_floor:
+        warn(f"{task}/{system}", degenerate_rates(texts["candidates"], sources))
     write_samples(out_dir, sources, references, seeds, texts, info)
     LOG.info("%s/%s: %d sources x %d seeds in %.1f s -> %s", task, system, num, len(seeds),
              info["wall_s"], out_dir)

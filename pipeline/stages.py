@@ -50,6 +50,7 @@ class Stage:
     metrics: tuple[str, ...] = ()               # roles among outs that are metrics files
     plots: tuple[str, ...] = ()                 # roles among outs that are plot data (dvc plots)
     directories: tuple[str, ...] = ()           # roles among outs that are folders
+    params: tuple[str, ...] = ()                # the parameter keys it reads (cell templates)
 
     def paths(self, role_paths: dict[str, str], report_dir: str = "results",
               **cell: str) -> dict[str, Path]:
@@ -68,23 +69,33 @@ PLUMBING = frozenset({"pipeline.__main__", "pipeline.stages", "pipeline.dvcgen",
                       "pipeline.config", "pipeline.tracking", "pipeline.provenance",
                       "pipeline.lookup", "pipeline.models.registry"})
 
+# The parameter keys a job reads, and no others: training does not read `decode`, so changing how
+# a system samples never retrains it; nothing but the report reads a label. Runtime settings
+# (`compute`) are not part of any job's identity.
+SYSTEM_RUN = ("systems.{system}.family", "systems.{system}.model")
+
 STAGES: dict[str, Stage] = {s.name: s for s in [
     Stage("download", ("task",), deps={}, outs={"raw": RAW},
-          code=("pipeline.data.download",), directories=("raw",)),
+          code=("pipeline.data.download",), directories=("raw",), params=("tasks.{task}.source",)),
     Stage("prepare", ("task",), deps={"raw": RAW}, outs={"data": PROCESSED},
-          code=("pipeline.data.prepare",), directories=("data",)),
+          code=("pipeline.data.prepare",), directories=("data",),
+          params=("tasks.{task}.tokenizer", "tasks.{task}.seq_len", "tasks.{task}.on_bad_line")),
     Stage("train", ("task", "system"), deps={"data": PROCESSED}, outs={"model": f"{RUN}/model"},
-          code=("pipeline.train",), directories=("model",)),
+          code=("pipeline.train",), directories=("model",),
+          params=(*SYSTEM_RUN, "systems.{system}.train")),
     Stage("sample", ("task", "system"), deps={"data": PROCESSED, "model": f"{RUN}/model"},
-          outs={"samples": f"{RUN}/samples"},
-          code=("pipeline.generate",), directories=("samples",)),
+          outs={"samples": f"{RUN}/samples"}, code=("pipeline.generate",),
+          directories=("samples",), params=(*SYSTEM_RUN, "systems.{system}.decode", "sampling")),
     Stage("evaluate", ("task", "system"), deps={"samples": f"{RUN}/samples", "data": PROCESSED},
-          outs={"metrics": f"{RUN}/metrics.json"},
-          code=("pipeline.evaluate",), metrics=("metrics",)),
+          outs={"metrics": f"{RUN}/metrics.json"}, code=("pipeline.evaluate",),
+          metrics=("metrics",),
+          params=("systems.{system}.family", "systems.{system}.label",
+                  "systems.{system}.paper_system", "sampling.seeds", "evaluation")),
     Stage("report", (), deps={},
           outs={"tables": "{report_dir}/tables.md", "figures": "{report_dir}/figures",
                 "curves": "{report_dir}/plots/bleu_vs_candidates.json"},
-          code=("pipeline.report.tables",), directories=("figures",), plots=("curves",)),
+          code=("pipeline.report.tables",), directories=("figures",), plots=("curves",),
+          params=("scale", "tasks", "systems", "sampling.seeds", "evaluation", "report_dir")),
 ]}
 
 
@@ -235,20 +246,8 @@ def _module_file(module: str, root: Path) -> Path | None:
 
 
 def stage_keys(stage: str, **cell: str) -> list[str]:
-    """The parameter keys a job reads, as dotted paths, and no others: training does not read
-    `decode`, so changing how a system samples never retrains it; nothing but the report reads
-    a label. Runtime settings (`compute`) are not part of any job's identity."""
-    task, system = cell.get("task"), cell.get("system")
-    run = [f"systems.{system}.family", f"systems.{system}.model"]
-    return {
-        "download": [f"tasks.{task}.source"],
-        "prepare": [f"tasks.{task}.tokenizer", f"tasks.{task}.seq_len", f"tasks.{task}.on_bad_line"],
-        "train": [*run, f"systems.{system}.train"],
-        "sample": [*run, f"systems.{system}.decode", "sampling"],
-        "evaluate": [f"systems.{system}.family", f"systems.{system}.label",
-                     f"systems.{system}.paper_system", "sampling.seeds", "evaluation"],
-        "report": ["scale", "tasks", "systems", "sampling.seeds", "evaluation", "report_dir"],
-    }[stage]
+    """The dotted parameter keys one job reads (its stage's `params`, for its cell)."""
+    return [template.format(**cell) for template in STAGES[stage].params]
 
 
 def param_keys(cfg: Config, stage: str, **cell: str) -> list[str]:

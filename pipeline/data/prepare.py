@@ -22,6 +22,7 @@ from pipeline.config import TaskConfig, TokenizerConfig
 from pipeline.data.dataset import SIDES, TOKENIZER_DIR, array_path
 from pipeline.data.jsonl import (MULTIREF_FILE, SPLITS, DataError, PairFile, read_pairs,
                                  split_path, splits_sha256, write_pairs)
+from pipeline.data.quality import duplicates_and_overlaps, log_report, seq_len_keeping
 from pipeline.data.wordpiece import PREFIX, learn_vocab
 from pipeline.io import atomic_dir, atomic_file, write_json
 from pipeline.lookup import lookup
@@ -137,6 +138,7 @@ def _split_stats(offsets: dict[str, np.ndarray], pair_file: PairFile, seq_len: i
     return {"count": len(pair_file.pairs),
             "skipped": len(pair_file.skipped),
             "truncated": int((joint > seq_len).sum()),
+            "seq_len_keeping_99pct": seq_len_keeping(joint),
             "length": {side: _length_stats(lengths[side]) for side in SIDES}}
 
 
@@ -166,11 +168,22 @@ def _copy_multirefs(raw_dir: Path, tmp: Path, test: PairFile) -> bool:
     return True
 
 
+def _origins(raw_dir: Path) -> dict[str, str]:
+    """The user's name of each raw split file (recorded by download), for messages."""
+    source = raw_dir / "source.json"
+    origins = json.loads(source.read_text()).get("origins", {}) if source.is_file() else {}
+    return {split: origins.get(split_path(raw_dir, split).name, str(split_path(raw_dir, split)))
+            for split in SPLITS}
+
+
 def _read_raw(raw_dir: Path, on_bad_line: str) -> dict[str, PairFile]:
-    files = {split: read_pairs(split_path(raw_dir, split), on_bad_line) for split in SPLITS}
+    """Every split's usable lines; bad lines are named in the user's own file."""
+    origins = _origins(raw_dir)
+    files = {split: read_pairs(split_path(raw_dir, split), on_bad_line, origins[split])
+             for split in SPLITS}
     for split, pair_file in files.items():
         if not pair_file.pairs:
-            raise DataError(f"{split_path(raw_dir, split)}: no usable line")
+            raise DataError(f"{origins[split]}: no usable line")
     return files
 
 
@@ -205,7 +218,9 @@ def prepare_task(name: str, task: TaskConfig, raw_dir: Path, out_dir: Path) -> d
                  "tokenizer": {"kind": task.tokenizer.kind, "name": task.tokenizer.name},
                  "raw_sha256": splits_sha256(raw_dir), "seq_len": task.seq_len,
                  "skipped": {"count": len(skipped), "lines": skipped[:MAX_SKIPPED_LISTED]},
-                 "has_multirefs": _copy_multirefs(raw_dir, tmp, files["test"])}
+                 "has_multirefs": _copy_multirefs(raw_dir, tmp, files["test"]),
+                 **duplicates_and_overlaps(files)}
         write_json(tmp / "stats.json", stats)
+    log_report(name, files, splits, task.seq_len, stats)
     log.info("prepared %s: %s", name, {s: v["count"] for s, v in splits.items()})
     return stats

@@ -102,6 +102,8 @@ class Family:
         describe: decode config -> its name in the table's footnote.
         paper_system: the Table 1 row it stands for by default (a system's `paper_system:`
             overrides it), or None.
+        matches_paper: model config -> whether it is the paper's model (size, pretraining);
+            the table shows the paper's numbers only beside such systems.
         is_floor: a reference row (copy source, random target): listed last, never bold.
     """
 
@@ -114,6 +116,7 @@ class Family:
     quality_decode: Callable[[Any], Any] = lambda decode: None
     describe: Callable[[Any], str] = describe_decode
     paper_system: str | None = None
+    matches_paper: Callable[[Any], bool] = lambda model_cfg: False
     is_floor: bool = False
 
 

@@ -332,5 +332,14 @@ def from_export(config: dict[str, Any]) -> DiffuSeq:
     return DiffuSeq(model_config_from_dict(config["model"]), TaskInfo(**config["task"]))
 
 
+def is_paper_model(cfg: ModelConfig) -> bool:
+    """The paper's DiffuSeq: a bert-base encoder, d = 128, T = 2000 with the sqrt schedule."""
+    enc = cfg.encoder
+    return ((enc.num_layers, enc.hidden_size, enc.num_heads, enc.intermediate_size)
+            == (12, 768, 12, 3072) and cfg.hidden_dim == 128 and cfg.diffusion_steps == 2000
+            and cfg.noise_schedule == "sqrt")
+
+
 FAMILY = Family("diffuseq", ModelConfig, DecodeConfig, build, from_export, paper_system="DiffuSeq",
-                describe=lambda decode: f"sampler={decode.sampler}, steps={decode.steps}")
+                describe=lambda decode: f"sampler={decode.sampler}, steps={decode.steps}",
+                matches_paper=is_paper_model)

@@ -226,4 +226,4 @@ def from_export(config: dict[str, Any]) -> GPT2Seq2Seq:
 
 FAMILY = Family("gpt2", ModelConfig, DecodeConfig, build, from_export,
                 quality_decode=DecodeConfig.quality_decode, describe=describe,
-                paper_system="GPT2-base FT")
+                paper_system="GPT2-base FT", matches_paper=lambda cfg: bool(cfg.pretrained))

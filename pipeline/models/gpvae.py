@@ -361,4 +361,5 @@ def from_export(config: dict[str, Any]) -> GPVAET5:
 
 
 FAMILY = Family("gpvae", ModelConfig, DecodeConfig, build, from_export,
-                quality_decode=DecodeConfig.quality_decode, describe=describe, paper_system="GPVAE-T5")
+                quality_decode=DecodeConfig.quality_decode, describe=describe, paper_system="GPVAE-T5",
+                matches_paper=lambda cfg: bool(cfg.pretrained))

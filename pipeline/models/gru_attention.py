@@ -140,6 +140,12 @@ def from_export(config: dict[str, Any]) -> GRUAttention:
     return GRUAttention(ModelConfig(**config["model"]), TaskInfo(**config["task"]))
 
 
+def is_paper_size(cfg: ModelConfig) -> bool:
+    """The size params/paper.yaml gives the paper's GRU-attention (the paper does not state it):
+    2 layers of 512."""
+    return (cfg.embed_dim, cfg.hidden_dim, cfg.num_layers, cfg.attention_dim) == (512, 512, 2, 512)
+
+
 FAMILY = Family("gru_attention", ModelConfig, DecodeConfig, build, from_export,
                 quality_decode=DecodeConfig.quality_decode, describe=describe,
-                paper_system="GRU-attention")
+                paper_system="GRU-attention", matches_paper=is_paper_size)

@@ -39,7 +39,7 @@ from torch import Tensor, nn
 from pipeline.models.base import (Batch, Family, GenerationOutput, Pair, Seq2Seq, TaskInfo,
                                   candidate_generator)
 from pipeline.models.levt_oracle import ExpertEdits, apply_deletions, apply_insertions, expert_edits
-from pipeline.models.transformer import sinusoidal_positions
+from pipeline.models.transformer import is_base_size, sinusoidal_positions
 
 
 @dataclass(frozen=True)
@@ -307,4 +307,5 @@ def from_export(config: dict[str, Any]) -> LevenshteinTransformer:
 
 FAMILY = Family("levt", ModelConfig, DecodeConfig, build, from_export,
                 quality_decode=DecodeConfig.quality_decode, paper_system="NAR-LevT",
+                matches_paper=is_base_size,
                 describe=lambda decode: f"sampling={decode.sampling}, max_iterations={decode.max_iterations}")

@@ -142,6 +142,12 @@ def from_export(config: dict[str, Any]) -> Transformer:
     return Transformer(ModelConfig(**config["model"]), TaskInfo(**config["task"]))
 
 
+def is_base_size(cfg: Any) -> bool:
+    """Transformer-base (Vaswani et al.): 6+6 layers, d 512, 8 heads, FFN 2048 (also LevT's)."""
+    return ((cfg.d_model, cfg.num_heads, cfg.num_encoder_layers, cfg.num_decoder_layers,
+             cfg.ffn_dim) == (512, 8, 6, 6, 2048))
+
+
 FAMILY = Family("transformer", ModelConfig, DecodeConfig, build, from_export,
                 quality_decode=DecodeConfig.quality_decode, describe=describe,
-                paper_system="Transformer-base")
+                paper_system="Transformer-base", matches_paper=is_base_size)

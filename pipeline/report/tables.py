@@ -21,6 +21,10 @@ from pipeline.report import plots
 PAPER_TABLE = Path(__file__).with_name("paper_table1.tsv")
 # Paper rows that fine-tune a pretrained model: ours is marked when it was trained from scratch.
 PAPER_FINETUNED = ("GPT2-base FT", "GPT2-large FT", "GPVAE-T5")
+# How the paper measured (docs/metrics.md): a value measured otherwise gets no paper value beside it.
+PAPER_BERTSCORE = "microsoft/deberta-xlarge-mnli"
+PAPER_MBR_SIZE, PAPER_DIVERSITY_K = 10, 3
+QUALITY_KEYS = ("bleu", "rouge_l", "dist1", "len")
 
 # (header, metric keys, direction: +1 higher is better, -1 lower is better, 0 no best)
 COLUMNS: list[tuple[str, tuple[str, ...], tuple[int, ...]]] = [
@@ -64,8 +68,17 @@ def _fmt(key: str, value: float | None) -> str:
     return "–" if value is None else FORMATS.get(key, "{:.4f}").format(value)
 
 
+def is_degenerate(m: dict[str, Any]) -> bool:
+    """Mostly empty candidates or copies of the source (pipeline.degenerate): never bold."""
+    return bool((m.get("degenerate") or {}).get("flags"))
+
+
+def _ranked(m: dict[str, Any]) -> bool:
+    return not m.get("is_floor") and not is_degenerate(m)
+
+
 def _best(rows: list[dict[str, Any]], key: str, direction: int) -> float | None:
-    values = [r["table"].get(key) for r in rows if not r.get("is_floor")]
+    values = [r["table"].get(key) for r in rows if _ranked(r)]
     values = [v for v in values if v is not None]
     if not values or direction == 0:
         return None
@@ -76,7 +89,7 @@ def _row_label(m: dict[str, Any]) -> str:
     label = m.get("label") or m["system"]
     if m.get("is_floor") and "floor" not in label.lower():
         label += " (floor)"
-    return label + (" †" if is_from_scratch(m) else "")
+    return label + (" †" if is_from_scratch(m) else "") + (" ⚠" if is_degenerate(m) else "")
 
 
 def is_from_scratch(m: dict[str, Any]) -> bool:
@@ -84,28 +97,55 @@ def is_from_scratch(m: dict[str, Any]) -> bool:
     return m.get("pretrained") is False and m.get("paper_system") in PAPER_FINETUNED
 
 
-def render_table(rows: list[dict[str, Any]], paper: dict[str, dict[str, float]]) -> list[str]:
+def paper_mismatches(m: dict[str, Any]) -> dict[str, str]:
+    """Column key -> why this row's value does not measure what the paper's does (keys absent
+    are comparable): another model size or no pretraining, another BERTScore model, MBR over
+    another number of candidates, diversity over another number of seeds."""
+    keys = [key for _, column, _ in COLUMNS for key in column]
+    if not m.get("paper_scale") or is_from_scratch(m):
+        return dict.fromkeys(keys, f"{_row_label(m)} is not the paper's model (size or pretraining)")
+    why = {}
+    if m.get("bertscore_model") != PAPER_BERTSCORE:
+        why["bertscore"] = (f"BERTScore here uses `{m.get('bertscore_model')}`, the paper "
+                            f"`{PAPER_BERTSCORE}`")
+    quality_from = m["table"].get("quality_from", "")
+    if quality_from.startswith("mbr@") and int(quality_from[4:]) != PAPER_MBR_SIZE:
+        why.update(dict.fromkeys(QUALITY_KEYS, f"{_row_label(m)}: MBR over {quality_from[4:]} "
+                                               f"candidates, the paper's over {PAPER_MBR_SIZE}"))
+    k = (m.get("diversity") or {}).get("k")
+    if k != PAPER_DIVERSITY_K:
+        why.update(dict.fromkeys(("self_bleu", "div4"), f"diversity over {k} seeds, the paper's "
+                                                        f"over {PAPER_DIVERSITY_K}"))
+    return why
+
+
+def render_table(rows: list[dict[str, Any]], paper: dict[str, dict[str, float]],
+                 withheld: set[str] | None = None) -> list[str]:
     """Markdown lines of one task's table.
 
     Args:
         rows: the task's metrics JSONs, floors last.
         paper: system name -> the paper's numbers for this task ({} when not a paper task).
+        withheld: collects why a paper value was not shown (`paper_mismatches`), if given.
     """
     lines = ["| System | " + " | ".join(c[0] for c in COLUMNS) + " |",
              "|---|" + "---:|" * len(COLUMNS)]
     best = {key: _best(rows, key, d) for _, keys, dirs in COLUMNS for key, d in zip(keys, dirs)}
     for m in rows:
-        ref = paper.get(m["system"], {})
+        ref, mismatches = paper.get(m["system"], {}), paper_mismatches(m)
         cells = []
         for _, keys, _dirs in COLUMNS:
             ours = []
             for key in keys:
                 value, text = m["table"].get(key), _fmt(key, m["table"].get(key))
-                is_best = value is not None and value == best[key] and not m.get("is_floor")
+                is_best = value is not None and value == best[key] and _ranked(m)
                 ours.append(f"**{text}**" if is_best else text)
             cell = " / ".join(ours)
-            if all(key in ref for key in keys):
+            reasons = {mismatches[key] for key in keys if key in mismatches}
+            if all(key in ref for key in keys) and not reasons:
                 cell += " (paper " + " / ".join(_fmt(k, ref[k]) for k in keys) + ")"
+            elif all(key in ref for key in keys) and withheld is not None:
+                withheld.update(reasons)
             cells.append(cell)
         lines.append(f"| {_row_label(m)} | " + " | ".join(cells) + " |")
     return lines
@@ -137,6 +177,11 @@ def run_description(cfg: Config, task: str, rows: list[dict[str, Any]]) -> list[
              "", f"Decoding: {decoding}."]
     if any(is_from_scratch(m) for m in rows):
         lines += ["", "† trained from scratch here; the paper fine-tunes a pretrained model."]
+    for m in filter(is_degenerate, rows):
+        rates = m["degenerate"]
+        lines += ["", f"⚠ {m.get('label') or m['system']}: degenerate outputs ("
+                  + ", ".join(f"{100 * rates[name]:.0f} % {name.replace('_', ' ')}"
+                              for name in rates["flags"]) + "); its values are never bold."]
     return lines
 
 
@@ -151,8 +196,13 @@ def render_report(cfg: Config, by_task: dict[str, list[dict[str, Any]]]) -> str:
         title = cfg.tasks[task].label or task
         paper_task = cfg.tasks[task].paper_task
         parts += [f"## {title}" + (f" (paper task: {paper_task})" if paper_task else ""), ""]
-        parts += render_table(rows, paper_rows(cfg, task, rows, table)) if rows else ["(no systems)"]
+        withheld: set[str] = set()
+        parts += render_table(rows, paper_rows(cfg, task, rows, table), withheld) if rows \
+            else ["(no systems)"]
         parts += [""] + run_description(cfg, task, rows) + [""]
+        if withheld:
+            parts += ["No paper value is shown where the cell does not measure what the paper's "
+                      "does: " + "; ".join(sorted(withheld)) + ".", ""]
     return "\n".join(parts)
 
 

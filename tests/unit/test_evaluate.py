@@ -11,6 +11,7 @@ import pytest
 from pipeline.config import (BertScoreConfig, ComputeConfig, Config, EvaluationConfig,
                              SamplingConfig, SourceConfig, SystemConfig, TaskConfig,
                              TokenizerConfig)
+from pipeline.data.jsonl import DataError
 from pipeline.evaluate import evaluate_authors_folder, evaluate_system
 from tests.unit.test_mbr import authors_pick
 from tests.unit.test_metrics import nltk_bleu
@@ -45,7 +46,8 @@ def read(folder: Path, name: str) -> list[dict]:
 @pytest.fixture()
 def data_dir(tmp_path) -> Path:
     (tmp_path / "data").mkdir()
-    (tmp_path / "data" / "stats.json").write_text(json.dumps({"raw_sha256": "ab" * 32}))
+    (tmp_path / "data" / "stats.json").write_text(json.dumps({"raw_sha256": "ab" * 32,
+                                                              "splits": {"test": {"count": 4}}}))
     return tmp_path / "data"
 
 
@@ -133,7 +135,7 @@ def test_bad_sample_files_are_named(tmp_path, data_dir, edit, message):
 
 
 def test_missing_seed_file_is_named(tmp_path, data_dir):
-    with pytest.raises(FileNotFoundError, match="seed999.jsonl"):
+    with pytest.raises(DataError, match="seed999.jsonl"):
         evaluate_system(make_config(seeds=[101, 999]), "para", "diffuseq",
                         FIXTURES / "paraphrase_diffuseq", data_dir, tmp_path / "m.json")
 
@@ -202,3 +204,26 @@ def test_evaluate_folder_command_prints_the_table_and_writes_the_json(tmp_path, 
     assert "seed10_step50.json (3 lines): BLEU" in printed
     assert "| System | BLEU ↑ |" in printed
     assert f"| authors_layout | **{written['table']['bleu']:.4f}** |" in printed   # one row: all best
+
+
+def test_a_line_missing_from_every_seed_file_is_an_error(tmp_path, data_dir):
+    folder = tmp_path / "samples"
+    shutil.copytree(FIXTURES / "paraphrase_diffuseq", folder)
+    for seed in SEEDS:
+        path = folder / f"seed{seed}.jsonl"
+        path.write_text("".join(path.read_text().splitlines(keepends=True)[:3]))
+    with pytest.raises(DataError, match="3 lines, the test set sampled has 4"):
+        evaluate_system(make_config(), "para", "diffuseq", folder, data_dir, tmp_path / "m.json")
+
+
+def test_all_empty_candidates_are_flagged(tmp_path, data_dir, caplog):
+    folder = tmp_path / "samples"
+    shutil.copytree(FIXTURES / "paraphrase_diffuseq", folder)
+    for seed in SEEDS:
+        path = folder / f"seed{seed}.jsonl"
+        rows = [{**json.loads(line), "recover": "[CLS] [SEP]"} for line in path.read_text().splitlines()]
+        path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    result = evaluate_system(make_config(), "para", "diffuseq", folder, data_dir, tmp_path / "m.json")
+    assert result["degenerate"]["empty"] == 1.0 and result["degenerate"]["flags"] == ["empty"]
+    assert result["degenerate"]["identical_across_seeds"] == 1.0
+    assert "100 % of the candidates are empty" in caplog.text

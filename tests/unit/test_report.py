@@ -10,8 +10,11 @@ from pipeline.report.plots import FIGURES
 from pipeline.models.registry import family_names, get_family
 from pipeline.report.tables import load_paper_table, write_report
 
-PAPER_ROWS = {"diffuseq": "DiffuSeq", "gpt2": "GPT2-base FT", "tiny": "Transformer-base"}
+PAPER_ROWS = {"diffuseq": "DiffuSeq", "gpt2": "GPT2-base FT", "tiny": "Transformer-base",
+              "small": "Transformer-base", "empty": "DiffuSeq"}
 SYSTEMS = {"diffuseq": SystemConfig(family="diffuseq", label="DiffuSeq"),
+           "small": SystemConfig(family="transformer", label="Transformer (small)"),
+           "empty": SystemConfig(family="diffuseq", label="Empty DiffuSeq"),
            "gpt2": SystemConfig(family="gpt2", label="GPT2-base"),
            "copy": SystemConfig(family="copy_source", label="copy source"),
            "tiny": SystemConfig(family="transformer", label="Transformer-base")}
@@ -32,10 +35,11 @@ def make_config(tasks: dict[str, list[str]]) -> Config:
 def metrics_json(system: str, bleu: float, div4: float, *, steps: bool = False, **extra) -> dict:
     table = {"bleu": bleu, "rouge_l": 0.5, "bertscore": None, "dist1": 0.9, "self_bleu": 1 - div4,
              "div4": div4, "len": 10.0, "word_count": 10.0, "sacrebleu": 100 * bleu,
-             "quality_from": "mbr@3"}
+             "quality_from": "mbr@10"}
     out = {"system": system, "family": SYSTEMS[system].family, "label": SYSTEMS[system].label,
            "paper_system": PAPER_ROWS.get(system), "is_floor": system == "copy",
-           "mbr_sizes": [1, 3], "mbr": {"1": {"bleu": bleu - 0.05}, "3": {"bleu": bleu}},
+           "paper_scale": True, "diversity": {"k": 3},
+           "mbr_sizes": [1, 10], "mbr": {"1": {"bleu": bleu - 0.05}, "10": {"bleu": bleu}},
            "table": table, "decode_method": "ddpm" if system == "diffuseq" else "sample",
            "generation_seconds": 4.0, "bertscore_model": "builtin:minilm", "nltk_version": "3.10.4",
            "provenance": {"data_sha256": "cd" * 32}, **extra}
@@ -66,11 +70,18 @@ def test_paper_table_copy_and_the_families_rows():
 
 def test_tables_and_figures(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    cfg = make_config({"qqp": ["copy", "diffuseq", "gpt2"], "own": ["tiny"]})
+    cfg = make_config({"qqp": ["copy", "diffuseq", "gpt2", "small", "empty"], "own": ["tiny"]})
     write_metrics(tmp_path, "qqp", "copy", metrics_json("copy", 0.9, 0.1))
     write_metrics(tmp_path, "qqp", "diffuseq", metrics_json("diffuseq", 0.2413, 0.8641, steps=True,
                                                             pretrained=False))   # as in the paper
     write_metrics(tmp_path, "qqp", "gpt2", metrics_json("gpt2", 0.1980, 0.6245, pretrained=False))
+    write_metrics(tmp_path, "qqp", "small", metrics_json("small", 0.2722, 0.7345,
+                                                         paper_scale=False))
+    empty = metrics_json("empty", 0.0, 0.0, degenerate={"empty": 1.0, "copies_source": 0.0,
+                                                         "identical_across_seeds": 1.0,
+                                                         "flags": ["empty"]})
+    empty["table"].update(self_bleu=0.0, dist1=0.0)          # what empty strings score
+    write_metrics(tmp_path, "qqp", "empty", empty)
     write_metrics(tmp_path, "own", "tiny", metrics_json("tiny", 0.1, 0.5, pretrained=False))
     write_report(cfg, metrics_paths(cfg), tmp_path / "results" / "tables.md",
                  tmp_path / "results" / "figures")
@@ -80,14 +91,23 @@ def test_tables_and_figures(tmp_path, monkeypatch):
     lines = [line for line in qqp.splitlines() if line.startswith("| ")]
     assert lines[0].startswith("| System | BLEU ↑ | ROUGE-L ↑ | BERTScore ↑ | dist-1 ↑ | "
                                "self-BLEU ↓ / div-4 ↑ | Len")
-    assert [line.split(" | ")[0] for line in lines[1:]] == ["| DiffuSeq", "| GPT2-base †",
-                                                            "| copy source (floor)"]
+    assert [line.split(" | ")[0] for line in lines[1:]] == [
+        "| DiffuSeq", "| GPT2-base †", "| Transformer (small)", "| Empty DiffuSeq ⚠",
+        "| copy source (floor)"]
     # the floor's BLEU 0.9 is higher but excluded from the bold; paper values sit beside ours
-    assert "**0.2413** (paper 0.2413)" in lines[1]
-    assert "0.1980 (paper 0.1980)" in lines[2] and "**0.1980**" not in lines[2]
+    # where the cell measures what the paper's does
+    assert "**0.2722** | " in lines[3] and "(paper" not in lines[3]        # not the paper's size
+    assert "0.2413 (paper 0.2413)" in lines[1]
+    assert "0.1980 |" in lines[2] and "(paper" not in lines[2]               # from scratch
     assert "**0.1359** / **0.8641** (paper 0.2732 / 0.8641)" in lines[1]
-    assert "**" not in lines[3] and "paper" not in lines[3]
-    assert "| – (paper 0.8365) |" in lines[1]                     # BERTScore disabled
+    assert "| – |" in lines[1]                    # BERTScore with MiniLM: no paper value
+    assert "**" not in lines[4] and "**" not in lines[5] and "paper" not in lines[5]
+    # all-empty outputs: self-BLEU 0 and the lowest everything, never bold, flagged once
+    assert "**0.0000" not in qqp
+    assert "⚠ Empty DiffuSeq: degenerate outputs (100 % empty)" in qqp
+    assert "No paper value is shown where the cell does not measure what the paper's does" in qqp
+    assert "BERTScore here uses `builtin:minilm`" in qqp
+    assert "Transformer (small) is not the paper's model" in qqp
     assert "trained from scratch" in qqp and "scale `unit-test`" in qqp
     assert "DiffuSeq: ddpm" in qqp and "builtin:minilm" in qqp and "NLTK 3.10.4" in qqp
     assert "cdcdcdcd" in qqp
