@@ -26,6 +26,7 @@ from rouge_score.rouge_scorer import RougeScorer
 
 from pipeline import metrics
 from pipeline.decoding import mbr
+from pipeline.distributed import resolve_device
 
 AUTHORS_SCRIPT_S = 137.0       # authors' eval script, 10 files x 200 sources, MBR, no BERTScore
 AUTHORS_MBR_S = 1.17           # their MBR over 200 sources x 10 candidates
@@ -103,9 +104,9 @@ def bench_per_sentence() -> None:
 def bench_bertscore() -> None:
     refs, cands = synthetic(1000, 1, seed=3)
     hyps = [c[0] for c in cands]
-    _, load_s = timed(metrics.bertscore_f1, hyps[:2], refs[:2], "builtin:minilm", None, 64, None)
-    scores, run_s = timed(metrics.bertscore_f1, hyps, refs, "builtin:minilm", None, 64, None)
-    print(f"BERTScore (builtin MiniLM-L6, device {metrics.resolve_device(None)}) of 1000 pairs: "
+    _, load_s = timed(metrics.bertscore_f1, hyps[:2], refs[:2], "builtin:minilm", None, 64, "auto")
+    scores, run_s = timed(metrics.bertscore_f1, hyps, refs, "builtin:minilm", None, 64, "auto")
+    print(f"BERTScore (builtin MiniLM-L6, device {resolve_device('auto')}) of 1000 pairs: "
           f"{run_s:.1f} s (first call with model load: {load_s:.1f} s); mean F1 {np.mean(scores):.4f}")
 
 

@@ -298,18 +298,9 @@ def _bert_scorer(model: str, num_layers: int | None, device: str):
     return BERTScorer(model_type=model_type, num_layers=layers, lang="en", device=device)
 
 
-def resolve_device(device: str | None) -> str:
-    """`auto`/None -> cuda when available, else cpu; anything else is passed through."""
-    if device in (None, "auto"):
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
-
-
 def bertscore_f1(hyps: Sequence[str], refs: Sequence[str], model: str = "builtin:minilm",
                  num_layers: int | None = None, batch_size: int = 64,
-                 device: str | None = None) -> list[float]:
+                 device: str = "auto") -> list[float]:
     """BERTScore F1 per pair (bert-score, no idf, no rescaling); the model is loaded once per process.
 
     Args:
@@ -318,7 +309,7 @@ def bertscore_f1(hyps: Sequence[str], refs: Sequence[str], model: str = "builtin
         model: see `resolve_bertscore_model`.
         num_layers: representation layer (None: the model's default).
         batch_size: sentences per forward pass.
-        device: `cuda`, `cpu` or None/`auto`.
+        device: `cuda`, `cpu` or `auto`.
 
     Returns:
         N floats; a pair with an empty side scores 0 without reaching bert-score (it crashes on
@@ -329,6 +320,8 @@ def bertscore_f1(hyps: Sequence[str], refs: Sequence[str], model: str = "builtin
     scores = [0.0] * len(hyps)
     keep = [i for i, (h, r) in enumerate(zip(hyps, refs)) if h.strip() and r.strip()]
     if keep:
+        from pipeline.distributed import resolve_device
+
         scorer = _bert_scorer(model, num_layers, resolve_device(device))
         _, _, f1 = scorer.score([hyps[i] for i in keep], [refs[i] for i in keep],
                                 batch_size=batch_size)
