@@ -100,3 +100,23 @@ def test_adding_a_family_is_one_module_and_its_parameters(work):
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
     assert "| Tiny toy family |" in (work / "results/tables.md").read_text()
     assert dvc_changed(work) == set() and snakemake_plan(work, TINY) == set()
+
+
+def test_the_parameter_file_path_is_not_part_of_a_job(work):
+    shutil.copy(work / TINY, work / "params/tiny copy.yaml")
+    assert snakemake_plan(work, "./params/../params/tiny.yaml") == set()
+    assert snakemake_plan(work, "params/tiny copy.yaml") == set()
+
+
+def test_a_typo_is_refused_in_one_line_before_the_training_state_is_touched(work):
+    state = work / f"results/{TASK}/diffuseq/train_state"
+    before = {p: p.stat().st_mtime_ns for p in state.rglob("*")}
+    assert any(p.name == "fingerprint.txt" for p in before)
+    with edited(work / TINY, lambda text: text.replace("micro_batch: 8", "micro_bach: 8")):
+        out = subprocess.run([sys.executable, "-m", "pipeline", "train", "--params", TINY,
+                              "--task", TASK, "--system", "diffuseq"], cwd=work, text=True,
+                             capture_output=True, env=engine_env())
+    assert out.returncode == 2
+    assert out.stderr.startswith(f"error: {TINY}: ") and "Traceback" not in out.stderr
+    assert "systems.diffuseq.train: Additional properties are not allowed ('micro_bach'" in out.stderr
+    assert {p: p.stat().st_mtime_ns for p in state.rglob("*")} == before

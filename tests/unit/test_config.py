@@ -70,3 +70,49 @@ def test_task_naming_an_undefined_system_is_an_error(tmp_path):
 def test_committed_schema_is_fresh():
     assert json.loads(SCHEMA_PATH.read_text()) == params_schema(), \
         "workflow/schemas/params.schema.json is stale: run `python -m pipeline schema`"
+
+
+def _rename(section: str, old: str, new: str):
+    def mutate(d):
+        d[section][new] = d[section].pop(old)
+        for task in d["tasks"].values():
+            task["systems"] = [new if s == old else s for s in task["systems"]]
+    return mutate
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (_rename("tasks", "minipara", "../../docs"), "tasks: '../../docs' is not a valid name"),
+    (_rename("systems", "copy_source", "x;touch PWNED;#"),
+     "systems: 'x;touch PWNED;#' is not a valid name"),
+    (lambda d: d.update(report_dir="../elsewhere"), "report_dir: '../elsewhere' does not match"),
+    (lambda d: d["systems"]["diffuseq"]["train"].update(steps=0),
+     "systems.diffuseq.train.steps: 0 is less than the minimum of 1"),
+    (lambda d: d["systems"]["diffuseq"]["train"].update(steps=-5), "train.steps: -5 is less"),
+    (lambda d: d["systems"]["diffuseq"]["train"].update(checkpoint_every=0), "checkpoint_every: 0"),
+    (lambda d: d["systems"]["diffuseq"]["train"].update(micro_batch=48),
+     "batch_size = 64 is not a multiple of micro_batch x num_processes = 48 x 1"),
+    (lambda d: d["tasks"]["minipara"].update(seq_len=4), "tasks.minipara.seq_len: 4 is less than"),
+    (lambda d: d["sampling"].update(seeds=[1, 1, 2]), "sampling.seeds: [1, 1, 2] has non-unique"),
+    (lambda d: d["sampling"].update(seeds=[]), "sampling.seeds: [] should be non-empty"),
+    (lambda d: d["sampling"].update(batch_size=0), "sampling.batch_size: 0 is less than"),
+    (lambda d: d["evaluation"].update(diversity_k=0), "evaluation.diversity_k: 0 is less than"),
+    (lambda d: d["evaluation"].update(diversity_k=11), "diversity_k = 11 exceeds the 10"),
+    (lambda d: d["evaluation"].update(mbr_sizes=[0]), "evaluation.mbr_sizes.0: 0 is less than"),
+    (lambda d: d["evaluation"].update(mbr_sizes=[1, 20]), "mbr_sizes [20] exceed the 10"),
+])
+def test_what_cannot_make_sense_is_refused_naming_the_key(tmp_path, mutate, message):
+    with pytest.raises(ConfigError) as err:
+        load_config(_write(tmp_path, mutate))
+    assert message in str(err.value)
+
+
+def test_a_key_inside_a_yaml_alias_is_named(tmp_path):
+    """params/default.yaml's AR systems share their train block through an anchor."""
+    text = (REPO / "params/default.yaml").read_text().replace("{steps: 400,", "{steps: 0,")
+    assert "*ar_train" in text
+    path = tmp_path / "p.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert "systems.transformer.train.steps: 0 is less than the minimum of 1" in str(err.value)
+    assert "not valid under any of the given schemas" not in str(err.value)
