@@ -40,11 +40,12 @@ def dvc_changed(work: Path) -> set[str]:
 
 @contextlib.contextmanager
 def edited(path: Path, change) -> Iterator[None]:
-    """Rewrite `path` with `change(text)` for the block; restore its text and times after."""
-    text, times = path.read_text(), os.stat(path)
-    path.write_text(change(text))
+    """Rewrite `path` with `change(text)` for the block; restore its bytes and times after
+    (bytes: a text round trip would turn CRLF line ends into LF)."""
+    data, times = path.read_bytes(), os.stat(path)
+    path.write_bytes(change(data.decode("utf-8")).encode("utf-8"))
     try:
         yield
     finally:
-        path.write_text(text)
+        path.write_bytes(data)
         os.utime(path, ns=(times.st_atime_ns, times.st_mtime_ns))
