@@ -25,6 +25,7 @@ import json
 import logging
 import os
 import signal
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -42,6 +43,7 @@ HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_BA
 LOCK_TIMEOUT_S = 120  # a new store's migration takes seconds; many jobs may queue behind it
 NUM_SAMPLE_ROWS = 10       # test sources shown in a cell's samples table
 NUM_SAMPLE_CANDIDATES = 3  # candidates (seeds) shown beside the chosen output
+SAMPLES_TABLE = "samples.json"  # one name on every parent: Compare shows them side by side
 TRAIN_SPEED = ("train_wall_s", "train_tokens_per_s")
 # The run list as the table: `#/experiments/<id>/runs?viewStateShareKey=table` in `mlflow ui`.
 TABLE_VIEW = "table"
@@ -118,23 +120,21 @@ class Tracker:
             self._guard(self._publish_cell, cfg, task, system, metrics)  # unreadable files too
 
     def _publish_cell(self, cfg: Config, task: str, system: str, metrics: dict[str, Any]) -> None:
-        run_dir = Path(stages.RUN.format(task=task, system=system))
+        data_dir = Path(stages.PROCESSED.format(task=task))
+        samples_dir = stages.STAGES["sample"].outputs(task=task, system=system)["samples"]
+        model_dir = stages.STAGES["train"].outputs(task=task, system=system)["model"]
         values = {**cell_metrics(metrics), **self._training_speed(f"{task}/{system}")}
         self._guard(self.client.log_batch, self.parent_id, metrics=_metric_entities(values, 0))
-        data_dir = Path(stages.PROCESSED.format(task=task))
         if (data_dir / "stats.json").is_file():
             self._guard(self.client.log_inputs, self.parent_id,
                         datasets=[dataset_input(cfg, task, data_dir)])
+        view = table_view([*table_numbers(metrics), *TRAIN_SPEED])
         self._guard(self.client.set_experiment_tag, self.experiment_id,
-                    f"mlflow.sharedViewState.{TABLE_VIEW}", table_view([*table_numbers(metrics),
-                                                                         *TRAIN_SPEED]))
-        table_file = f"samples-{metrics['provenance']['samples_sha256'][:12]}.json"
-        existing = self._guard(self.client.list_artifacts, self.parent_id) or []
-        if table_file not in {f.path for f in existing}:  # log_table appends to an existing file
-            self._guard(self.client.log_table, self.parent_id,
-                        samples_table(run_dir / "samples", metrics), table_file)
+                    f"mlflow.sharedViewState.{TABLE_VIEW}", view)
+        self._guard(self._log_table, self.parent_id, SAMPLES_TABLE,
+                    samples_table(samples_dir, metrics))
         # Last: MLflow refuses to change a logged parameter (older code may have logged another).
-        self._log_params(self.parent_id, cell_params(cfg, system, metrics, run_dir / "model"))
+        self._log_params(self.parent_id, cell_params(cfg, system, metrics, model_dir))
 
     def close(self, status: str) -> None:
         """End the run and the span of its parent with `status`; one last try after a failure."""
@@ -153,6 +153,20 @@ class Tracker:
             items = [Param(k[:250], str(v)[:6000]) for k, v in params.items()]
             for start in range(0, len(items), 100):
                 self._guard(self.client.log_batch, run_id, params=items[start:start + 100])
+
+    def _log_table(self, run_id: str, name: str, table: dict[str, list[str]]) -> None:
+        """Write (or replace) a table artifact. `MlflowClient.log_table` would append to an
+        existing file, so a rerun would double it; this writes its format (pandas' "split" JSON)
+        and tags the file as a table, as it does."""
+        from mlflow.utils.mlflow_tags import MLFLOW_LOGGED_ARTIFACTS
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / name
+            path.write_text(json.dumps({"columns": list(table),
+                                        "data": [list(row) for row in zip(*table.values())]}))
+            self.client.log_artifact(run_id, str(path))
+        self.client.set_tag(run_id, MLFLOW_LOGGED_ARTIFACTS,
+                            json.dumps([{"path": name, "type": "table"}]))
 
     def _training_speed(self, cell: str) -> dict[str, float]:
         """train_wall_s and train_tokens_per_s of the newest finished train run of the cell."""

@@ -83,7 +83,7 @@ def _parent_runs(db: Path, task: str) -> tuple:
 def test_mlflow_parent_runs_carry_the_table_rows(snakemake_run, tmp_path):
     """Each (task, system) parent: the table's metrics, the data as input, a samples table, a span
     over its stages."""
-    from pipeline.tracking import NUM_SAMPLE_ROWS
+    from pipeline.tracking import NUM_SAMPLE_ROWS, SAMPLES_TABLE
 
     cfg = load_config(snakemake_run / PARAMS)
     for task in cfg.tasks:
@@ -100,9 +100,8 @@ def test_mlflow_parent_runs_carry_the_table_rows(snakemake_run, tmp_path):
             (dataset,) = run.inputs.dataset_inputs
             assert dataset.dataset.digest == checksum[:36]
             assert json.loads(dataset.dataset.profile)["sha256"] == checksum
-            (table,) = [a.path for a in client.list_artifacts(run.info.run_id)
-                        if a.path.startswith("samples-")]
-            logged = _read(Path(client.download_artifacts(run.info.run_id, table, tmp_path)))
+            logged = _read(Path(client.download_artifacts(run.info.run_id, SAMPLES_TABLE,
+                                                          tmp_path)))
             assert len(logged["data"]) == min(NUM_SAMPLE_ROWS, metrics["num_sources"])
             assert logged["columns"][:3] == ["source", "reference", "chosen"]
             children = client.search_runs([experiment.experiment_id],

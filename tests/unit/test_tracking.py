@@ -22,7 +22,8 @@ from mlflow.tracking import MlflowClient
 
 from pipeline.config import load_config
 from pipeline.evaluate import evaluate_system
-from pipeline.tracking import HTTP_DEFAULTS, NUM_SAMPLE_CANDIDATES, flatten, stage_run
+from pipeline.tracking import (HTTP_DEFAULTS, NUM_SAMPLE_CANDIDATES, SAMPLES_TABLE, flatten,
+                               stage_run)
 from tests.unit.test_evaluate import make_config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -231,7 +232,7 @@ def evaluated_cell(tmp_path, monkeypatch):
     return cfg, metrics, checksum
 
 
-def test_the_parent_run_carries_the_cells_table_row(store, evaluated_cell, tmp_path):
+def test_the_parent_run_carries_the_cells_table_row(store, evaluated_cell):
     cfg, metrics, checksum = evaluated_cell
     with stage_run(cfg, "train", "para", "diffuseq") as tracker:
         tracker.log(step=1, tokens_per_s=100.0)
@@ -255,17 +256,14 @@ def test_the_parent_run_carries_the_cells_table_row(store, evaluated_cell, tmp_p
     (dataset,) = parent.inputs.dataset_inputs
     assert dataset.dataset.name == "para" and dataset.dataset.digest == checksum[:36]
     assert json.loads(dataset.dataset.profile)["sha256"] == checksum
-    tables = [f.path for f in client.list_artifacts(parent.info.run_id)
-              if f.path.startswith("samples")]
-    assert len(tables) == 1
-    logged = json.loads(Path(client.download_artifacts(parent.info.run_id, tables[0],
-                                                       tmp_path)).read_text())
-    table = {name: [row[j] for row in logged["data"]] for j, name in enumerate(logged["columns"])}
+    assert [f.path for f in client.list_artifacts(parent.info.run_id)] == [SAMPLES_TABLE]
+    # MLflow's own reader (it finds the runs in MLFLOW_TRACKING_URI's store, here `store`).
+    table = client.load_table(parent.info.experiment_id, SAMPLES_TABLE, [parent.info.run_id])
     seed_files = {s: (FIXTURES / "paraphrase_diffuseq" / f"seed{s}.jsonl").read_text().splitlines()
                   for s in metrics["seeds"]}
     picks = metrics["mbr"]["5"]["picks"]
-    assert len(picks) == metrics["num_sources"] == len(table["chosen"])
-    assert table["chosen"] == [json.loads(seed_files[metrics["seeds"][k]][i])["recover"]
-                               for i, k in enumerate(picks)]
-    assert [c for c in table if c.startswith("seed")] == [
+    assert len(picks) == metrics["num_sources"] == len(table)  # not doubled by the rerun
+    assert list(table["chosen"]) == [json.loads(seed_files[metrics["seeds"][k]][i])["recover"]
+                                     for i, k in enumerate(picks)]
+    assert [c for c in table.columns if c.startswith("seed")] == [
         f"seed{s}" for s in metrics["seeds"][:NUM_SAMPLE_CANDIDATES]]
