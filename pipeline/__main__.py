@@ -95,6 +95,7 @@ def train(cfg: Config, task: str, system: str) -> None:
     with stage_run(cfg, "train", task, system, _cell_tags(cfg, "train", task, system)) as tracker:
         tracker.log_params(flatten(dataclasses.asdict(cfg.systems[system]), "system"))
         train_system(cfg, task, system, paths["data"], out, state, log=tracker)
+        tracker.log_training_summary()
         _record(cfg, "train", out, task, system)
         tracker.set_tags(checkpoint=str(out))
 
@@ -124,6 +125,7 @@ def evaluate(cfg: Config, task: str, system: str) -> None:
         table = metrics.get("table", {})
         tracker.log(**{k: v for k, v in table.items() if isinstance(v, (int, float))})
         tracker.log_artifact(out)
+        tracker.publish_cell(cfg, task, system, metrics)
 
 
 def report(cfg: Config) -> None:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 import socket
 import subprocess
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
+from html.parser import HTMLParser
 from pathlib import Path
 
 from tests.helpers.project import BIN, engine_env
@@ -58,14 +61,65 @@ def mlflow_ui(db: Path, timeout: float = 900) -> Iterator[str]:
             proc.kill()
 
 
-def render(url: str, screenshot: Path, budget_ms: int = 20000) -> str:
+def table_view_path(experiment_id: str, view: str) -> str:
+    """The run list of an experiment under a shared view (`mlflow.sharedViewState.<view>`)."""
+    return f"/#/experiments/{experiment_id}/runs?viewStateShareKey={view}"
+
+
+def compare_path(experiment_id: str, run_ids: list[str]) -> str:
+    """The Compare view of runs (what "Compare" on selected runs opens)."""
+    query = urllib.parse.urlencode({"runs": json.dumps(run_ids),
+                                    "experiments": json.dumps([experiment_id])})
+    return f"/#/compare-runs?{query}"
+
+
+def render(url: str, screenshot: Path, budget_ms: int = 20000,
+           window: tuple[int, int] = (2800, 900)) -> str:
     """Load `url` in headless Chromium: save a screenshot and return the rendered DOM."""
     profile = screenshot.parent / ".chromium-profile"
     common = [chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
-              f"--virtual-time-budget={budget_ms}", "--window-size=1600,1000"]
+              f"--virtual-time-budget={budget_ms}", f"--window-size={window[0]},{window[1]}"]
     subprocess.run([*common, f"--screenshot={screenshot}", url], capture_output=True, timeout=180,
                    check=True)
     dom = subprocess.run([*common, "--dump-dom", url], capture_output=True, text=True, timeout=180,
                          check=True).stdout
     shutil.rmtree(profile, ignore_errors=True)
     return dom
+
+
+class _GridCells(HTMLParser):
+    """Texts of the run table's cells: rows[run id][column id] (AG Grid: a row's `row-id` is its
+    run id, a cell's `col-id` its column, e.g. "metrics.`bleu`")."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: dict[str, dict[str, str]] = {}
+        self._open: list[tuple[str | None, str | None]] = []  # (row id, col id) per open div
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag != "div":
+            return
+        attr = dict(attrs)
+        row, col = (self._open[-1] if self._open else (None, None))
+        if attr.get("role") == "row" and attr.get("row-id"):
+            row = attr["row-id"]
+        if attr.get("role") == "gridcell" and row is not None:
+            col = attr.get("col-id")
+            self.rows.setdefault(row, {})[col] = ""
+        self._open.append((row, col))
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "div" and self._open:
+            self._open.pop()
+
+    def handle_data(self, data: str) -> None:
+        row, col = self._open[-1] if self._open else (None, None)
+        if row is not None and col is not None:
+            self.rows[row][col] += data.strip()
+
+
+def grid_cells(dom: str) -> dict[str, dict[str, str]]:
+    """run id -> column id -> the text the run list shows in that cell."""
+    parser = _GridCells()
+    parser.feed(dom)
+    return parser.rows
