@@ -20,8 +20,10 @@ per `Search.method`:
                   Hamming diversity penalty (Vijayakumar et al., 2018, "Diverse Beam Search")
 
 All of them run over an `IncrementalDecoder`, which a model builds for a batch of sources: it
-returns next-token logits one step at a time and can reorder or duplicate its rows (beams,
-seeds). Beam scores are sums of log-probabilities divided by length ** length_penalty, the
+returns next-token logits one step at a time and can reorder, duplicate or drop its rows (beams,
+seeds, finished samples). It carries its state from step to step (the Transformer's key/value
+cache, the GRU's hidden state, the caches of transformers' GPT-2 and T5), so a step computes the
+new position only and projects only it onto the vocabulary. Beam scores are sums of log-probabilities divided by length ** length_penalty, the
 length counting the EOS; a search ends when every source's best finished hypotheses cannot be
 beaten (the usual "early_stopping=False" rule) or at max_len, where unfinished beams are kept.
 
@@ -184,8 +186,9 @@ def sample(decoder: IncrementalDecoder, generators: list[torch.Generator], max_l
 
     The decoder's B rows are expanded to len(generators) rows, each source repeated
     len(generators) // B times in a row (source-major order). Each step draws one uniform per
-    row on the CPU and inverts the row's CDF, so a row's tokens never depend on the other rows
-    or on the device's random streams.
+    live row on the CPU and inverts the row's CDF, so a row's tokens never depend on the other
+    rows or on the device's random streams; a row that has drawn EOS leaves the decoder, so later
+    steps cost only the rows still being written.
 
     Returns:
         token lists (EOS excluded), one per generator.
@@ -195,21 +198,30 @@ def sample(decoder: IncrementalDecoder, generators: list[torch.Generator], max_l
     index = torch.arange(logits.shape[0], device=logits.device).repeat_interleave(repeats)
     decoder.select(index)
     logits = logits[index]                                            # (N, V)
-    tokens, done = [], torch.zeros(len(generators), dtype=torch.bool, device=logits.device)
+    tokens = torch.full((len(generators), max_len), eos_id, dtype=torch.long)
+    live = torch.arange(len(generators))                              # candidate of each row
     for step in range(max_len):
-        cdf = filter_probs(logits, temperature, top_k, top_p).cumsum(-1)  # (N, V)
-        uniforms = torch.stack([torch.rand((), generator=g) for g in generators]).to(cdf.device)
-        # scaled by the row's total so that a float-rounded CDF below 1 never selects past it
-        picked = torch.searchsorted(cdf, (uniforms * cdf[:, -1])[:, None], right=True)[:, 0]
-        picked = picked.clamp(max=cdf.shape[-1] - 1)
-        tokens.append(picked)
-        done |= picked == eos_id
-        if bool(done.all()) or step == max_len - 1:
+        picked = _draw(filter_probs(logits, temperature, top_k, top_p),
+                       [generators[n] for n in live.tolist()])
+        tokens[live, step] = picked.cpu()
+        going = picked != eos_id
+        if not bool(going.any()) or step == max_len - 1:
             break
+        if not bool(going.all()):
+            decoder.select(going.nonzero()[:, 0])
+            live, picked = live[going.cpu()], picked[going]
         logits = decoder.step(picked)
-    if not tokens:
-        return [[] for _ in generators]
-    return [strip_after_eos(row, eos_id) for row in torch.stack(tokens, 1).tolist()]
+    return [strip_after_eos(row, eos_id) for row in tokens.tolist()]
+
+
+def _draw(probs: Tensor, generators: list[torch.Generator]) -> Tensor:
+    """One token per row of `probs` (N, V) by inverting its CDF at a uniform from the row's own
+    CPU generator: (N,) ids."""
+    cdf = probs.cumsum(-1)
+    uniforms = torch.stack([torch.rand((), generator=g) for g in generators]).to(cdf.device)
+    # scaled by the row's total so that a float-rounded CDF below 1 never selects past it
+    picked = torch.searchsorted(cdf, (uniforms * cdf[:, -1])[:, None], right=True)[:, 0]
+    return picked.clamp(max=cdf.shape[-1] - 1)
 
 
 def strip_after_eos(tokens: list[int], eos_id: int) -> list[int]:
@@ -325,9 +337,26 @@ class _Finished:
 
 # --- the encoder-decoder baselines' shared batch layout and interface ------------------------
 
-def pad_rows(rows: list[list[int]], pad_id: int) -> tuple[Tensor, Tensor]:
-    """Right-pad id lists into (ids (B, L) long, mask (B, L) bool, True on real tokens)."""
-    width = max(1, max(len(r) for r in rows))
+PAD_MULTIPLE = 8  # batches are padded to a multiple of this (tensor-core and cache friendly)
+
+
+def padded_width(longest: int, limit: int | None = None) -> int:
+    """The width a batch is padded to: its longest row rounded up to a multiple of
+    PAD_MULTIPLE, but never past `limit` (the longest row the task allows), and at least 1.
+    Padding is not content, so a batch costs its own lengths, not the task's seq_len."""
+    width = -(-longest // PAD_MULTIPLE) * PAD_MULTIPLE
+    if limit is not None:
+        width = min(width, max(limit, longest))
+    return max(width, 1)
+
+
+def pad_rows(rows: list[list[int]], pad_id: int, limit: int | None = None) -> tuple[Tensor, Tensor]:
+    """Right-pad id lists to `padded_width(longest row, limit)`.
+
+    Returns:
+        ids (B, L) long, mask (B, L) bool, True on real tokens.
+    """
+    width = padded_width(max(len(r) for r in rows), limit)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.bool)
     for i, row in enumerate(rows):
@@ -339,14 +368,16 @@ def pad_rows(rows: list[list[int]], pad_id: int) -> tuple[Tensor, Tensor]:
 def collate_encoder_decoder(pairs: list[Pair], task: TaskInfo) -> Batch:
     """Teacher-forced batch: src = x [SEP], trg_in = [CLS] y, trg_out = y [SEP].
 
-    Each side is truncated to task.seq_len word pieces. Returns src, src_mask (B, S) and trg_in,
-    trg_out, trg_mask (B, T); masks are True on real tokens.
+    Each side is truncated to task.seq_len word pieces, then padded to the batch's own length
+    (`padded_width`). Returns src, src_mask (B, S) and trg_in, trg_out, trg_mask (B, T); masks are
+    True on real tokens.
     """
+    side = task.seq_len + 1
     sources = [list(np.asarray(x[:task.seq_len]).tolist()) + [task.sep_id] for x, _ in pairs]
     targets = [list(np.asarray(y[:task.seq_len]).tolist()) for _, y in pairs]
-    src, src_mask = pad_rows(sources, task.pad_id)
-    trg_in, trg_mask = pad_rows([[task.cls_id] + y for y in targets], task.pad_id)
-    trg_out, _ = pad_rows([y + [task.sep_id] for y in targets], task.pad_id)
+    src, src_mask = pad_rows(sources, task.pad_id, side)
+    trg_in, trg_mask = pad_rows([[task.cls_id] + y for y in targets], task.pad_id, side)
+    trg_out, _ = pad_rows([y + [task.sep_id] for y in targets], task.pad_id, side)
     return {"src": src, "src_mask": src_mask, "trg_in": trg_in, "trg_out": trg_out,
             "trg_mask": trg_mask}
 
@@ -370,7 +401,8 @@ class EncoderDecoder(Seq2Seq):
     """An encoder-decoder over the task's vocabulary ([CLS] starts a target, [SEP] ends it).
 
     Subclasses define `forward(src, src_mask, trg_in) -> logits (B, T, V)` and
-    `incremental_decoder(src, src_mask) -> IncrementalDecoder`.
+    `incremental_decoder(src, src_mask, max_len) -> IncrementalDecoder`, a decoder that holds
+    at most max_len target positions per row.
     """
 
     family = ""
@@ -391,7 +423,8 @@ class EncoderDecoder(Seq2Seq):
             terms["nll"] = sequence_nll(logits.detach(), targets, mask)
         return terms
 
-    def incremental_decoder(self, src: Tensor, src_mask: Tensor) -> IncrementalDecoder:
+    def incremental_decoder(self, src: Tensor, src_mask: Tensor,
+                            max_len: int) -> IncrementalDecoder:
         raise NotImplementedError
 
     @torch.no_grad()
@@ -403,9 +436,10 @@ class EncoderDecoder(Seq2Seq):
         self.eval()
         try:
             src, src_mask = batch["src"].to(device), batch["src_mask"].to(device)
-            decoder = self.incremental_decoder(src, src_mask)
-            ids = run_search(decoder, decode.candidates, decode.max_len or self.task.seq_len,
-                             self.task.sep_id, seeds, source_indices)
+            max_len = decode.max_len or self.task.seq_len
+            decoder = self.incremental_decoder(src, src_mask, max_len)
+            ids = run_search(decoder, decode.candidates, max_len, self.task.sep_id, seeds,
+                             source_indices)
         finally:
             self.train(was_training)
         drop = {self.task.pad_id, self.task.cls_id}
