@@ -127,13 +127,9 @@ class _TransformerDecoder:
         self.model, self.length = model, 0
         self.layers = model.transformer.decoder.layers
         memory = model.encode(src, src_mask)                          # (N, S, D)
-        self.cross = torch.stack([_split_heads(F.linear(
-            memory, layer.multihead_attn.in_proj_weight[model.cfg.d_model:],
-            layer.multihead_attn.in_proj_bias[model.cfg.d_model:]), 2, model.cfg.num_heads)
-            for layer in self.layers])
-        shape = list(self.cross.shape)
-        shape[4] = max_len
-        self.cache = self.cross.new_empty(shape)
+        self.cross = torch.stack([_memory_keys_values(layer.multihead_attn, memory)
+                                  for layer in self.layers])
+        self.cache = self.cross.new_empty((*self.cross.shape[:4], max_len, self.cross.shape[5]))
         self.src_mask = src_mask[:, None, None, :]                    # (N, 1, 1, S)
 
     def start(self) -> Tensor:
@@ -143,7 +139,7 @@ class _TransformerDecoder:
     def step(self, tokens: Tensor) -> Tensor:
         """Run the new position through every layer, reading and extending the cache."""
         if self.length == self.cache.shape[4]:
-            raise ValueError(f"the decoder holds {self.length} positions, its max_len")
+            raise ValueError(f"decoding past the decoder's max_len={self.length} positions")
         x = self.model.embed_tokens(tokens[:, None], start=self.length)  # (N, 1, D)
         for layer, cache, cross in zip(self.layers, self.cache, self.cross):
             x = _layer_step(layer, x, cache, self.length, cross, self.src_mask)
@@ -163,6 +159,14 @@ def _split_heads(x: Tensor, parts: int, num_heads: int) -> Tensor:
     """(N, T, parts * D) projections -> (parts, N, H, T, D / H)."""
     n, t = x.shape[:2]
     return x.view(n, t, parts, num_heads, -1).permute(2, 0, 3, 1, 4)
+
+
+def _memory_keys_values(attn: nn.MultiheadAttention, memory: Tensor) -> Tensor:
+    """Keys and values of the encoder memory (N, S, D) for cross-attention `attn`:
+    (2, N, H, S, dh), from the last two thirds of its input projection."""
+    d_model = attn.embed_dim
+    projected = F.linear(memory, attn.in_proj_weight[d_model:], attn.in_proj_bias[d_model:])
+    return _split_heads(projected, 2, attn.num_heads)
 
 
 def _attend(attn: nn.MultiheadAttention, query: Tensor, keys: Tensor, values: Tensor,

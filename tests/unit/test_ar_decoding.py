@@ -14,8 +14,8 @@ import torch
 from transformers.modeling_outputs import BaseModelOutput
 
 from pipeline.models import gpt2, gpvae, gru_attention, levt, transformer
-from pipeline.models.ar_decoding import (DecodeConfig, Search, beam_search, filter_probs, padded_width,
-                                         run_search, sample)
+from pipeline.models.ar_decoding import (DecodeConfig, Search, beam_search, filter_probs,
+                                         nucleus_threshold, padded_width, run_search, sample)
 from pipeline.models.base import TaskInfo, candidate_generator
 
 torch.set_num_threads(1)
@@ -91,6 +91,20 @@ def test_filters_keep_top_k_and_the_smallest_nucleus():
     assert (filter_probs(logits, top_p=0.6) > 0).tolist() == [[False, True, False, True]]
     assert (filter_probs(logits, top_p=0.05) > 0).tolist() == [[False, True, False, False]]
     assert torch.allclose(filter_probs(logits, temperature=1.0).sum(-1), torch.tensor(1.0))
+
+
+@pytest.mark.parametrize("scale", [0.3, 3.0, 12.0])       # near-uniform to peaked, as V grows
+def test_nucleus_threshold_keeps_the_tokens_of_a_sorted_nucleus(scale):
+    gen = torch.Generator().manual_seed(int(scale * 10))
+    probs = (torch.randn(6, 3000, generator=gen) * scale).softmax(-1)
+    probs[:, :200] = 0.0                                          # filtered out before (top-k)
+    for top_p in (0.05, 0.5, 0.9, 0.999):
+        ranked, order = probs.double().sort(-1, descending=True)
+        keep_ranked = ranked.cumsum(-1) - ranked < top_p       # mass before each token < top_p
+        expected = torch.zeros_like(keep_ranked).scatter(1, order, keep_ranked)
+        assert torch.equal(probs >= nucleus_threshold(probs, top_p), expected), top_p
+    tied = torch.full((1, 8), 0.125)
+    assert bool((tied >= nucleus_threshold(tied, 0.3)).all())  # ties with the last kept stay
 
 
 def test_diverse_groups_differ_and_seeds_map_to_groups():
