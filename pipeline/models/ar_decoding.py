@@ -23,12 +23,14 @@ All of them run over an `IncrementalDecoder`, which a model builds for a batch o
 returns next-token logits one step at a time and can reorder, duplicate or drop its rows (beams,
 seeds, finished samples). It carries its state from step to step (the Transformer's key/value
 cache, the GRU's hidden state, the caches of transformers' GPT-2 and T5), so a step computes the
-new position only and projects only it onto the vocabulary. Beam scores are sums of log-probabilities divided by length ** length_penalty, the
-length counting the EOS; a search ends when every source's best finished hypotheses cannot be
-beaten (the usual "early_stopping=False" rule) or at max_len, where unfinished beams are kept.
+new position only and projects only it onto the vocabulary. Beam scores are sums of
+log-probabilities divided by length ** length_penalty, the length counting the EOS; a search ends
+when every source's best finished hypotheses cannot be beaten (the usual "early_stopping=False"
+rule) or at max_len, where unfinished beams are kept.
 
-The module also holds the teacher-forced batch layout and the base class the two
-encoder-decoder baselines share (`EncoderDecoder`).
+The module also holds the teacher-forced batch layout, the padding rule of every baseline's
+batches (`padded_width`: the batch's own longest row, rounded up to a multiple of 8, never the
+task's seq_len) and the base class the two encoder-decoder baselines share (`EncoderDecoder`).
 """
 
 from __future__ import annotations
