@@ -20,13 +20,17 @@ per `Search.method`:
                   Hamming diversity penalty (Vijayakumar et al., 2018, "Diverse Beam Search")
 
 All of them run over an `IncrementalDecoder`, which a model builds for a batch of sources: it
-returns next-token logits one step at a time and can reorder or duplicate its rows (beams,
-seeds). Beam scores are sums of log-probabilities divided by length ** length_penalty, the
-length counting the EOS; a search ends when every source's best finished hypotheses cannot be
-beaten (the usual "early_stopping=False" rule) or at max_len, where unfinished beams are kept.
+returns next-token logits one step at a time and can reorder, duplicate or drop its rows (beams,
+seeds, finished samples). It carries its state from step to step (the Transformer's key/value
+cache, the GRU's hidden state, the caches of transformers' GPT-2 and T5), so a step computes the
+new position only and projects only it onto the vocabulary. Beam scores are sums of
+log-probabilities divided by length ** length_penalty, the length counting the EOS; a search ends
+when every source's best finished hypotheses cannot be beaten (the usual "early_stopping=False"
+rule) or at max_len, where unfinished beams are kept.
 
-The module also holds the teacher-forced batch layout and the base class the two
-encoder-decoder baselines share (`EncoderDecoder`).
+The module also holds the teacher-forced batch layout, the padding rule of every baseline's
+batches (`padded_width`: the batch's own longest row, rounded up to a multiple of 8, never the
+task's seq_len) and the base class the two encoder-decoder baselines share (`EncoderDecoder`).
 """
 
 from __future__ import annotations
@@ -167,7 +171,8 @@ def filter_probs(logits: Tensor, temperature: float = 1.0, top_k: int = 0,
         logits: (N, V).
     Returns:
         (N, V) float32 probabilities; top-p keeps the most likely tokens until their mass reaches
-        top_p (the most likely token is always kept). Not renormalised after top-p.
+        top_p (the most likely token is always kept; tokens tied with the last one kept are kept
+        too). Not renormalised after top-p.
     """
     logits = logits.float() / temperature
     if 0 < top_k < logits.shape[-1]:
@@ -175,11 +180,43 @@ def filter_probs(logits: Tensor, temperature: float = 1.0, top_k: int = 0,
         logits = logits.masked_fill(logits < kth, float("-inf"))
     probs = logits.softmax(-1)
     if top_p < 1.0:
-        sorted_p, order = probs.sort(dim=-1, descending=True)
-        mass_before = sorted_p.cumsum(-1) - sorted_p
-        sorted_p = sorted_p.masked_fill(mass_before >= top_p, 0.0)
-        probs = torch.zeros_like(probs).scatter(-1, order, sorted_p)
+        probs = probs.masked_fill(probs < nucleus_threshold(probs, top_p), 0.0)
     return probs
+
+
+# (shift, width) of the bit fields of a float32 probability, high to low (the sign bit is 0)
+NUCLEUS_FIELDS = ((20, 11), (10, 10), (0, 10))
+
+
+def nucleus_threshold(probs: Tensor, top_p: float) -> Tensor:
+    """The least probability nucleus (top-p) filtering keeps in each row, found without a sort.
+
+    tau is the largest value with mass(p >= tau) >= top_p, so that p >= tau keeps the most likely
+    tokens until their mass reaches top_p. A non-negative float32 orders like its bit pattern, so
+    tau is found one bit field at a time: a histogram of the row's mass over the high 11 bits picks
+    the bucket where the mass from the top crosses top_p, then histograms over the next 10 and the
+    last 10 bits, inside the chosen bucket, pick the rest. Three passes over (N, V) instead of a
+    sort of every row, which dominates a step of a 30k vocabulary; masses are summed in float64.
+
+    Args:
+        probs: (N, V) float32 probabilities.
+    Returns:
+        (N, 1) float32 thresholds (0, keeping the row, where its whole mass falls short of top_p).
+    """
+    bits = probs.contiguous().view(torch.int32).long()                # (N, V)
+    mass = probs.double()
+    prefix = torch.zeros(probs.shape[0], 1, dtype=torch.long, device=probs.device)
+    above = torch.zeros(probs.shape[0], 1, dtype=torch.float64, device=probs.device)
+    for shift, width in NUCLEUS_FIELDS:
+        fields = bits >> shift
+        inside = mass.masked_fill((fields >> width) != prefix, 0.0)  # the bucket chosen so far
+        hist = torch.zeros(probs.shape[0], 1 << width, dtype=torch.float64, device=probs.device)
+        hist.scatter_add_(1, fields & ((1 << width) - 1), inside)
+        from_top = hist.flip(1).cumsum(1).flip(1) + above             # mass at or above each field
+        chosen = ((from_top >= top_p).sum(1, keepdim=True) - 1).clamp(min=0)
+        above = (from_top - hist).gather(1, chosen)
+        prefix = (prefix << width) | chosen
+    return prefix.int().view(torch.float32)
 
 
 def sample(decoder: IncrementalDecoder, generators: list[torch.Generator], max_len: int,
@@ -189,8 +226,9 @@ def sample(decoder: IncrementalDecoder, generators: list[torch.Generator], max_l
 
     The decoder's B rows are expanded to len(generators) rows, each source repeated
     len(generators) // B times in a row (source-major order). Each step draws one uniform per
-    row on the CPU and inverts the row's CDF, so a row's tokens never depend on the other rows
-    or on the device's random streams.
+    live row on the CPU and inverts the row's CDF, so a row's tokens never depend on the other
+    rows or on the device's random streams; a row that has drawn EOS leaves the decoder, so later
+    steps cost only the rows still being written.
 
     Returns:
         token lists (EOS excluded), one per generator.
@@ -200,21 +238,30 @@ def sample(decoder: IncrementalDecoder, generators: list[torch.Generator], max_l
     index = torch.arange(logits.shape[0], device=logits.device).repeat_interleave(repeats)
     decoder.select(index)
     logits = logits[index]                                            # (N, V)
-    tokens, done = [], torch.zeros(len(generators), dtype=torch.bool, device=logits.device)
+    tokens = torch.full((len(generators), max_len), eos_id, dtype=torch.long)
+    live = torch.arange(len(generators))                              # candidate of each row
     for step in range(max_len):
-        cdf = filter_probs(logits, temperature, top_k, top_p).cumsum(-1)  # (N, V)
-        uniforms = torch.stack([torch.rand((), generator=g) for g in generators]).to(cdf.device)
-        # scaled by the row's total so that a float-rounded CDF below 1 never selects past it
-        picked = torch.searchsorted(cdf, (uniforms * cdf[:, -1])[:, None], right=True)[:, 0]
-        picked = picked.clamp(max=cdf.shape[-1] - 1)
-        tokens.append(picked)
-        done |= picked == eos_id
-        if bool(done.all()) or step == max_len - 1:
+        picked = _draw(filter_probs(logits, temperature, top_k, top_p),
+                       [generators[n] for n in live.tolist()])
+        tokens[live, step] = picked.cpu()
+        going = picked != eos_id
+        if not bool(going.any()) or step == max_len - 1:
             break
+        if not bool(going.all()):
+            decoder.select(going.nonzero()[:, 0])
+            live, picked = live[going.cpu()], picked[going]
         logits = decoder.step(picked)
-    if not tokens:
-        return [[] for _ in generators]
-    return [strip_after_eos(row, eos_id) for row in torch.stack(tokens, 1).tolist()]
+    return [strip_after_eos(row, eos_id) for row in tokens.tolist()]
+
+
+def _draw(probs: Tensor, generators: list[torch.Generator]) -> Tensor:
+    """One token per row of `probs` (N, V) by inverting its CDF at a uniform from the row's own
+    CPU generator: (N,) ids."""
+    cdf = probs.cumsum(-1)
+    uniforms = torch.stack([torch.rand((), generator=g) for g in generators]).to(cdf.device)
+    # scaled by the row's total so that a float-rounded CDF below 1 never selects past it
+    picked = torch.searchsorted(cdf, (uniforms * cdf[:, -1])[:, None], right=True)[:, 0]
+    return picked.clamp(max=cdf.shape[-1] - 1)
 
 
 def strip_after_eos(tokens: list[int], eos_id: int) -> list[int]:
@@ -330,9 +377,26 @@ class _Finished:
 
 # --- the encoder-decoder baselines' shared batch layout and interface ------------------------
 
-def pad_rows(rows: list[list[int]], pad_id: int) -> tuple[Tensor, Tensor]:
-    """Right-pad id lists into (ids (B, L) long, mask (B, L) bool, True on real tokens)."""
-    width = max(1, max(len(r) for r in rows))
+PAD_MULTIPLE = 8  # batches are padded to a multiple of this (tensor-core and cache friendly)
+
+
+def padded_width(longest: int, limit: int | None = None) -> int:
+    """The width a batch is padded to: its longest row rounded up to a multiple of
+    PAD_MULTIPLE, but never past `limit` (the longest row the task allows), and at least 1.
+    Padding is not content, so a batch costs its own lengths, not the task's seq_len."""
+    width = -(-longest // PAD_MULTIPLE) * PAD_MULTIPLE
+    if limit is not None:
+        width = min(width, max(limit, longest))
+    return max(width, 1)
+
+
+def pad_rows(rows: list[list[int]], pad_id: int, limit: int | None = None) -> tuple[Tensor, Tensor]:
+    """Right-pad id lists to `padded_width(longest row, limit)`.
+
+    Returns:
+        ids (B, L) long, mask (B, L) bool, True on real tokens.
+    """
+    width = padded_width(max(len(r) for r in rows), limit)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.bool)
     for i, row in enumerate(rows):
@@ -344,14 +408,16 @@ def pad_rows(rows: list[list[int]], pad_id: int) -> tuple[Tensor, Tensor]:
 def collate_encoder_decoder(pairs: list[Pair], task: TaskInfo) -> Batch:
     """Teacher-forced batch: src = x [SEP], trg_in = [CLS] y, trg_out = y [SEP].
 
-    Each side is truncated to task.seq_len word pieces. Returns src, src_mask (B, S) and trg_in,
-    trg_out, trg_mask (B, T); masks are True on real tokens.
+    Each side is truncated to task.seq_len word pieces, then padded to the batch's own length
+    (`padded_width`). Returns src, src_mask (B, S) and trg_in, trg_out, trg_mask (B, T); masks are
+    True on real tokens.
     """
+    side = task.seq_len + 1
     sources = [list(np.asarray(x[:task.seq_len]).tolist()) + [task.sep_id] for x, _ in pairs]
     targets = [list(np.asarray(y[:task.seq_len]).tolist()) for _, y in pairs]
-    src, src_mask = pad_rows(sources, task.pad_id)
-    trg_in, trg_mask = pad_rows([[task.cls_id] + y for y in targets], task.pad_id)
-    trg_out, _ = pad_rows([y + [task.sep_id] for y in targets], task.pad_id)
+    src, src_mask = pad_rows(sources, task.pad_id, side)
+    trg_in, trg_mask = pad_rows([[task.cls_id] + y for y in targets], task.pad_id, side)
+    trg_out, _ = pad_rows([y + [task.sep_id] for y in targets], task.pad_id, side)
     return {"src": src, "src_mask": src_mask, "trg_in": trg_in, "trg_out": trg_out,
             "trg_mask": trg_mask}
 
@@ -375,7 +441,8 @@ class EncoderDecoder(Seq2Seq):
     """An encoder-decoder over the task's vocabulary ([CLS] starts a target, [SEP] ends it).
 
     Subclasses define `forward(src, src_mask, trg_in) -> logits (B, T, V)` and
-    `incremental_decoder(src, src_mask) -> IncrementalDecoder`.
+    `incremental_decoder(src, src_mask, max_len) -> IncrementalDecoder`, a decoder that holds
+    at most max_len target positions per row.
     """
 
     label_smoothing = 0.0
@@ -395,7 +462,8 @@ class EncoderDecoder(Seq2Seq):
             terms["nll"] = sequence_nll(logits.detach(), targets, mask)
         return terms
 
-    def incremental_decoder(self, src: Tensor, src_mask: Tensor) -> IncrementalDecoder:
+    def incremental_decoder(self, src: Tensor, src_mask: Tensor,
+                            max_len: int) -> IncrementalDecoder:
         raise NotImplementedError
 
     @torch.no_grad()
@@ -407,9 +475,10 @@ class EncoderDecoder(Seq2Seq):
         self.eval()
         try:
             src, src_mask = batch["src"].to(device), batch["src_mask"].to(device)
-            decoder = self.incremental_decoder(src, src_mask)
-            ids = run_search(decoder, decode.candidates, decode.max_len or self.task.seq_len,
-                             self.task.sep_id, seeds, source_indices)
+            max_len = decode.max_len or self.task.seq_len
+            decoder = self.incremental_decoder(src, src_mask, max_len)
+            ids = run_search(decoder, decode.candidates, max_len, self.task.sep_id, seeds,
+                             source_indices)
         finally:
             self.train(was_training)
         drop = {self.task.pad_id, self.task.cls_id}

@@ -85,7 +85,8 @@ class GPT2Seq2Seq(Seq2Seq):
         return [(np.asarray(x[:size]).tolist(), np.asarray(y[:size]).tolist()) for x, y in pairs]
 
     def collate(self, pairs: list[Pair]) -> Batch:
-        """Training rows `x SEP y EOS` (right-padded) and generation prompts `x SEP` (left-padded).
+        """Training rows `x SEP y EOS` (right-padded) and generation prompts `x SEP` (left-padded),
+        each padded to the batch's own length (`pad_rows`).
 
         Returns:
             input_ids, attention_mask, labels (B, L): labels are the ids on the target and EOS
@@ -93,14 +94,14 @@ class GPT2Seq2Seq(Seq2Seq):
         """
         sides = self._sides(pairs)
         rows = [x + [self.sep_id] + y + [self.eos_id] for x, y in sides]
-        input_ids, attention_mask = pad_rows(rows, self.pad_id)
+        input_ids, attention_mask = pad_rows(rows, self.pad_id, 2 * self.task.seq_len + 2)
         labels = torch.full_like(input_ids, IGNORE)
         for i, (x, y) in enumerate(sides):
             start = len(x) + 1
             labels[i, start:start + len(y) + 1] = input_ids[i, start:start + len(y) + 1]
         # left padding (pad the reversed prompts, flip back): every prompt ends at the last column
         reversed_prompts = [(x + [self.sep_id])[::-1] for x, _ in sides]
-        prompt_ids, prompt_mask = pad_rows(reversed_prompts, self.pad_id)
+        prompt_ids, prompt_mask = pad_rows(reversed_prompts, self.pad_id, self.task.seq_len + 1)
         return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels,
                 "prompt_ids": prompt_ids.flip(1), "prompt_mask": prompt_mask.flip(1)}
 
@@ -181,7 +182,7 @@ class _GPT2Decoder:
         # left padding: positions count real tokens only, as in training
         positions = (self.mask.cumsum(-1) - 1).clamp(min=0)
         out = self.lm(input_ids=self.ids, attention_mask=self.mask, position_ids=positions,
-                      use_cache=True)
+                      use_cache=True, logits_to_keep=1)  # project the prompt's last position only
         self.cache, self.next_position = out.cache, positions[:, -1] + 1
         return out.logits[:, -1]
 

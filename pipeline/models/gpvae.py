@@ -35,7 +35,7 @@ from torch import Tensor, nn
 from transformers import AutoTokenizer, T5Config, T5ForConditionalGeneration
 from transformers.modeling_outputs import BaseModelOutput
 
-from pipeline.models.ar_decoding import Search, beam_search, describe, sample
+from pipeline.models.ar_decoding import Search, beam_search, describe, pad_rows, sample
 from pipeline.models.base import (Batch, Family, GenerationOutput, Pair, Seq2Seq, TaskInfo,
                                   candidate_generator)
 
@@ -210,15 +210,17 @@ class GPVAET5(Seq2Seq):
 
     def collate(self, pairs: list[Pair]) -> Batch:
         """Sources `x [EOS]` (B, Ls) with their mask, decoder inputs `[START] y` and labels
-        `y [EOS]` (B, Lt), labels padded with -100 (ignored by the loss)."""
+        `y [EOS]` (B, Lt), labels padded with -100 (ignored by the loss); each side padded to the
+        batch's own length (`pad_rows`)."""
         srcs, trgs = self._token_lists(pairs)
         srcs = [s[: self.max_len] + [self.eos_id] for s in srcs]
         labels = [t[: self.max_len] + [self.eos_id] for t in trgs]
-        src = _pad([torch.tensor(s) for s in srcs], self.pad_id)
-        label = _pad([torch.tensor(t) for t in labels], -100)
-        decoder_input = _pad([torch.tensor([self.start_id] + t[:-1]) for t in labels], self.pad_id)
-        return {"src": src, "src_mask": _pad([torch.ones(len(s), dtype=torch.long) for s in srcs], 0),
-                "labels": label, "decoder_input": decoder_input}
+        src, src_mask = pad_rows(srcs, self.pad_id, self.max_len + 1)
+        label, _ = pad_rows(labels, -100, self.max_len + 1)
+        decoder_input, _ = pad_rows([[self.start_id] + t[:-1] for t in labels], self.pad_id,
+                                    self.max_len + 1)
+        return {"src": src, "src_mask": src_mask.long(), "labels": label,
+                "decoder_input": decoder_input}
 
     def _token_lists(self, pairs: list[Pair]) -> tuple[list[list[int]], list[list[int]]]:
         """Ids in this model's vocabulary: the task's word pieces, or (pretrained T5) the text
@@ -343,10 +345,6 @@ class _T5Decoder:
         self.memory, self.mask = self.memory[index], self.mask[index]
         if self.cache is not None:
             self.cache.reorder_cache(index)
-
-
-def _pad(rows: list[Tensor], value: int) -> Tensor:
-    return nn.utils.rnn.pad_sequence(rows, batch_first=True, padding_value=value)
 
 
 def build(model_cfg: ModelConfig, task: TaskInfo) -> GPVAET5:

@@ -105,7 +105,8 @@ class GRUAttention(EncoderDecoder):
             features.append(feat)
         return self.logits(torch.stack(features, 1))
 
-    def incremental_decoder(self, src: Tensor, src_mask: Tensor) -> _GRUDecoder:
+    def incremental_decoder(self, src: Tensor, src_mask: Tensor, max_len: int) -> _GRUDecoder:
+        # the recurrent state s_t is the whole cache: its size does not grow with max_len
         return _GRUDecoder(self, src, src_mask)
 
 

@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from pipeline.models.ar_decoding import padded_width
 from pipeline.models.base import (Batch, Family, GenerationOutput, Pair, Seq2Seq, TaskInfo,
                                   candidate_generator)
 from pipeline.models.levt_oracle import ExpertEdits, apply_deletions, apply_insertions, expert_edits
@@ -113,9 +114,10 @@ class LevenshteinTransformer(Seq2Seq):
                 "trg": trg, "trg_len": torch.tensor([len(t) for t in trgs])}
 
     def _canvas(self, seqs: list[list[int]], device: torch.device | str = "cpu") -> tuple[Tensor, Tensor]:
-        """`[BOS] s [EOS]` per sequence, padded: ids (N, L) and padding mask (N, L), True at pads.
-        The mask comes from the lengths, so a predicted [PAD] token inside a canvas stays content."""
-        length = max(len(s) for s in seqs) + 2
+        """`[BOS] s [EOS]` per sequence, padded to the batch's own length (`padded_width`): ids
+        (N, L) and padding mask (N, L), True at pads. The mask comes from the lengths, so a
+        predicted [PAD] token inside a canvas stays content."""
+        length = padded_width(max(len(s) for s in seqs) + 2, self.max_len + 2)
         ids = torch.full((len(seqs), length), self.task.pad_id, dtype=torch.long)
         for n, seq in enumerate(seqs):
             ids[n, : len(seq) + 2] = torch.tensor([self.task.cls_id, *seq, self.task.sep_id])

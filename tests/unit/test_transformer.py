@@ -1,5 +1,6 @@
 """Transformer: overfits a batch through the shared trainer, ignores padding, label smoothing and
-positions behave, rebuilds from export."""
+positions behave, the cached decoder is bounded by its max_len, rebuilds from export. (Cached
+decoding against the full-prefix decoder: tests/unit/test_ar_decoding.py.)"""
 
 from __future__ import annotations
 
@@ -57,3 +58,15 @@ def test_positions_beyond_the_task_length_are_refused():
     assert batch["src"].shape[1] == TASK.seq_len + 1
     with pytest.raises(ValueError, match="positions"):
         model.embed_tokens(torch.zeros(1, TASK.seq_len + 2, dtype=torch.long))
+
+
+def test_cached_decoder_holds_max_len_positions_and_no_more():
+    model = tiny().eval()
+    batch = model.collate(toy_pairs(2))
+    tokens = torch.tensor([5, 6])
+    with torch.no_grad():
+        decoder = model.incremental_decoder(batch["src"], batch["src_mask"], max_len=2)
+        decoder.start()
+        assert decoder.step(tokens).shape == (2, TASK.vocab_size)
+        with pytest.raises(ValueError, match="max_len"):
+            decoder.step(tokens)
