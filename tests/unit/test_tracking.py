@@ -226,7 +226,8 @@ def evaluated_cell(tmp_path, monkeypatch):
     data = tmp_path / "data/processed/para"
     data.mkdir(parents=True)
     checksum = hashlib.sha256(b"the raw splits").hexdigest()
-    (data / "stats.json").write_text(json.dumps({"raw_sha256": checksum, "splits": {"test": 4}}))
+    (data / "stats.json").write_text(json.dumps({"raw_sha256": checksum,
+                                                 "splits": {"test": {"count": 4}}}))
     metrics = evaluate_system(cfg, "para", "diffuseq", samples, data,
                               tmp_path / "results/para/diffuseq/metrics.json")
     return cfg, metrics, checksum
