@@ -81,7 +81,7 @@ def _parent_runs(db: Path, task: str) -> tuple:
 def test_mlflow_parent_runs_carry_the_table_rows(snakemake_run, tmp_path):
     """Each (task, system) parent: the table's metrics, the data as input, a samples table, a span
     over its stages."""
-    from pipeline.tracking import NUM_SAMPLE_ROWS, SAMPLES_TABLE
+    from pipeline.cell_summary import NUM_SAMPLE_ROWS, SAMPLES_TABLE
 
     cfg = load_config(snakemake_run / PARAMS)
     for task in cfg.tasks:
@@ -117,7 +117,7 @@ def test_mlflow_ui_shows_bleu_of_every_system_and_compares_two(snakemake_run):
     """A real `mlflow ui` on 127.0.0.1, looked at in headless Chromium: the run list in the
     pipeline's table view, and the Compare view of DiffuSeq and the Transformer (screenshots
     kept in test-artifacts/)."""
-    from pipeline.tracking import TABLE_VIEW
+    from pipeline.cell_summary import TABLE_VIEW
     from tests.helpers.mlflow_ui import (chromium, compare_path, grid_cells, mlflow_ui, render,
                                          table_view_path)
 

@@ -22,8 +22,8 @@ from mlflow.tracking import MlflowClient
 
 from pipeline.config import load_config
 from pipeline.evaluate import evaluate_system
-from pipeline.tracking import (HTTP_DEFAULTS, NUM_SAMPLE_CANDIDATES, SAMPLES_TABLE, flatten,
-                               stage_run)
+from pipeline.cell_summary import NUM_SAMPLE_CANDIDATES, SAMPLES_TABLE
+from pipeline.tracking import HTTP_DEFAULTS, flatten, stage_run
 from tests.unit.test_evaluate import make_config
 
 REPO = Path(__file__).resolve().parents[2]
