@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
-from pipeline.models.base import Batch, Family, GenerationOutput, TaskInfo
-from pipeline.models.floors import FloorModel, ModelConfig
+from pipeline.models.base import Batch, GenerationOutput
+from pipeline.models.floors import FloorModel, floor_family
 
 
 @dataclass(frozen=True)
@@ -20,13 +19,4 @@ class CopySource(FloorModel):
         return GenerationOutput([[list(src) for _ in seeds] for src in batch["sources"]])
 
 
-def build(model_cfg: ModelConfig, task: TaskInfo) -> CopySource:
-    return CopySource(model_cfg, task)
-
-
-def from_export(config: dict[str, Any]) -> CopySource:
-    raise TypeError("copy_source has no saved model")
-
-
-FAMILY = Family("copy_source", ModelConfig, DecodeConfig, build, from_export, trains=False,
-                describe=lambda decode: "copy_source (no model)", is_floor=True)
+FAMILY = floor_family("copy_source", CopySource, DecodeConfig)

@@ -8,7 +8,7 @@ from typing import Any
 
 from torch import Tensor
 
-from pipeline.models.base import Batch, Pair, Seq2Seq, TaskInfo
+from pipeline.models.base import Batch, Family, Pair, Seq2Seq, TaskInfo
 
 
 @dataclass(frozen=True)
@@ -31,3 +31,12 @@ class FloorModel(Seq2Seq):
 
     def export_config(self) -> dict[str, Any]:
         return {}
+
+
+def floor_family(name: str, model: type[FloorModel], decode_config: type) -> Family:
+    """The descriptor of a floor: built at sampling time, never trained nor saved."""
+    def from_export(config: dict[str, Any]) -> FloorModel:
+        raise TypeError(f"{name} has no saved model")
+
+    return Family(name, ModelConfig, decode_config, model, from_export, trains=False,
+                  describe=lambda decode: f"{name} (no model)", is_floor=True)

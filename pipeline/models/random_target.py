@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.models.base import Batch, Family, GenerationOutput, Pair, TaskInfo
-from pipeline.models.floors import FloorModel, ModelConfig
+from pipeline.models.base import Batch, GenerationOutput, Pair, TaskInfo
+from pipeline.models.floors import FloorModel, floor_family
 
 
 @dataclass(frozen=True)
@@ -20,7 +20,7 @@ class DecodeConfig:
 
 
 class RandomTarget(FloorModel):
-    def __init__(self, cfg: ModelConfig, task: TaskInfo):
+    def __init__(self, cfg: Any, task: TaskInfo):
         super().__init__(cfg, task)
         self.train_targets: Sequence[Pair] = ()
 
@@ -41,13 +41,4 @@ class RandomTarget(FloorModel):
         return GenerationOutput([[draw(s, i) for s in seeds] for i in source_indices])
 
 
-def build(model_cfg: ModelConfig, task: TaskInfo) -> RandomTarget:
-    return RandomTarget(model_cfg, task)
-
-
-def from_export(config: dict[str, Any]) -> RandomTarget:
-    raise TypeError("random_target has no saved model")
-
-
-FAMILY = Family("random_target", ModelConfig, DecodeConfig, build, from_export, trains=False,
-                describe=lambda decode: "random_target (no model)", is_floor=True)
+FAMILY = floor_family("random_target", RandomTarget, DecodeConfig)

@@ -43,7 +43,8 @@ def params(model) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-def test_resume_after_kill_gives_identical_parameters(tmp_path):
+def _whole_and_killed_at_7(tmp_path):
+    """A whole run in tmp_path/a, and the same run killed at step 7 in tmp_path/b."""
     train, valid, cfg = make_pairs(10), make_pairs(4, seed=1), train_cfg()
     whole = fit(tiny(), train, valid, cfg, tmp_path / "a", progress=False)
 
@@ -52,6 +53,11 @@ def test_resume_after_kill_gives_identical_parameters(tmp_path):
             raise Killed
     with pytest.raises(Killed):
         fit(tiny(), train, valid, cfg, tmp_path / "b", log=kill_at_7, progress=False)
+    return whole, (train, valid, cfg)
+
+
+def test_resume_after_kill_gives_identical_parameters(tmp_path):
+    whole, (train, valid, cfg) = _whole_and_killed_at_7(tmp_path)
     assert checkpoint.latest_state(tmp_path / "b").name == "step-00000006"
     resumed = fit(tiny(), train, valid, cfg, tmp_path / "b", progress=False)
     for name, value in params(whole).items():
@@ -65,14 +71,7 @@ def test_resume_after_kill_gives_identical_parameters(tmp_path):
 @pytest.mark.parametrize("damaged", ["model.safetensors", "state.pt"])
 def test_an_unreadable_newest_state_falls_back_to_the_one_before(tmp_path, caplog, damaged):
     caplog.set_level(logging.INFO, logger="pipeline.train")
-    train, valid, cfg = make_pairs(10), make_pairs(4, seed=1), train_cfg()
-    whole = fit(tiny(), train, valid, cfg, tmp_path / "a", progress=False)
-
-    def kill_at_7(step, **_):
-        if step == 7:
-            raise Killed
-    with pytest.raises(Killed):
-        fit(tiny(), train, valid, cfg, tmp_path / "b", log=kill_at_7, progress=False)
+    whole, (train, valid, cfg) = _whole_and_killed_at_7(tmp_path)
     (tmp_path / "b/step-00000006" / damaged).write_bytes(b"truncated")   # a full disk, say
     resumed = fit(tiny(), train, valid, cfg, tmp_path / "b", progress=False)
     assert "step-00000006 is unreadable" in caplog.text and "resumed from" in caplog.text
