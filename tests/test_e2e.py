@@ -45,7 +45,7 @@ def test_a_rerun_has_nothing_to_do(snakemake_run):
 
 def test_dvc_repro_gives_the_same_numbers(snakemake_run, tmp_path):
     work = project_copy(tmp_path / "project", PARAMS)
-    out = dvc(work, "repro")
+    out = dvc(work, "repro", "dvc/tiny/dvc.yaml")
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     dvc_numbers, snake_numbers = _table_numbers(work), _table_numbers(snakemake_run)
     # Identical, except BERTScore's float32 model arithmetic, which may differ in the 8th digit
