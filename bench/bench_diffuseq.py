@@ -1,27 +1,55 @@
 """Throughput of DiffuSeq on this machine: training steps, sampling steps, rounding vs network.
 
-    python bench/bench_diffuseq.py [--quick] [--threads 2]
+    python bench/bench_diffuseq.py [--quick] [--threads 2] [--only real] [--baseline-rev main]
 
-Configurations: `default` (the embedded demo's model), `reference` (2-layer BERT, H=256, 4 heads,
-FFN 1024, d=64, seq_len 64, batch 64, vocab 30522, T=2000, loss-aware) and `paper` (bert-base
-encoder, d=128, micro-batch 16 x 128 tokens). Figures are printed; the machine is shared, so
-compare ratios measured in the same run. Long runs (2000 DDPM steps) are extrapolated from timing
-a few dozen steps, and say so.
+Configurations:
+- `default`: the embedded demo's model and task (params/default.yaml: 3 layers, H=128, d=64,
+  vocabulary 1000, seq_len 40).
+- `real`: the same model on real data: BERT's 30522 word pieces, seq_len 128, QQP-like pairs
+  (~12-piece sources and targets, the rest of the 128 positions [PAD]), micro-batch 64; and
+  `real_v1000`, the same with a 1000-word vocabulary, for the cost of the vocabulary relative to
+  the network (step(V=30522) / step(V=1000)).
+- `reference`: 2-layer BERT, H=256, 4 heads, FFN 1024, d=64, seq_len 64, batch 64, V=30522
+  (the size at which the authors' release was timed beside this code).
+- `paper`: bert-base encoder, d=128, micro-batch 16 x 128 tokens.
+
+Each training line gives ms/step split into network (forward and backward of everything but the
+vocabulary terms), vocabulary terms (the rounding cross-entropy with its backward and the
+logged masked NLL, timed alone on tensors of the same shapes) and optimiser (AdamW), tokens/s
+(padded positions, as the release counts them) and MFU: matmul FLOPs of one step (counted by
+torch's FlopCounterMode) per second, against the fp32 / bf16 matmul peak measured in the same
+run. bf16 autocast is used only where it pays (`pipeline.distributed.bf16_pays`), as in training.
+
+`--baseline-rev REV` also times the `real` training step of the code at git revision REV (e.g.
+`main`), in the same run: REV's `pipeline/` is exported to a temporary folder and this script,
+copied beside it, times it there (`--step-only`), so the comparison uses one timing code.
+
+The machine is shared, so compare ratios measured in the same run. Long runs (2000 DDPM steps)
+are extrapolated from timing a few dozen steps, and say so.
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 
-import numpy as np
-import torch
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # time this tree's `pipeline`, not an installed copy
 
-from pipeline.diffusion.rounding import NearestEmbedding
-from pipeline.models.base import TaskInfo
-from pipeline.models.diffuseq import DecodeConfig, DiffuSeq, EncoderConfig, ModelConfig, build
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+# Only the Seq2Seq interface is imported at module level: `--step-only` runs this file against
+# another revision's `pipeline` (see --baseline-rev); newer helpers are imported where used.
+from pipeline.models.base import TaskInfo  # noqa: E402
+from pipeline.models.diffuseq import DiffuSeq, EncoderConfig, ModelConfig, build  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -30,13 +58,19 @@ class Setting:
     vocab_size: int
     seq_len: int
     micro_batch: int
+    piece_length: int | None = None  # mean source / target length; None: fill the sequence
 
 
+DEMO_MODEL = ModelConfig(hidden_dim=64, hidden_t_dim=64, diffusion_steps=2000,
+                         encoder=EncoderConfig(num_layers=3, num_heads=4, hidden_size=128,
+                                               intermediate_size=512, dropout=0.0,
+                                               attention_dropout=0.0, max_position=128))
+REAL = Setting(DEMO_MODEL, vocab_size=30522, seq_len=128, micro_batch=64, piece_length=12)
 SETTINGS = {
-    "default": Setting(ModelConfig(hidden_dim=64, hidden_t_dim=64, diffusion_steps=2000,
-                                   encoder=EncoderConfig(num_layers=3, num_heads=4, hidden_size=192,
-                                                         intermediate_size=768, max_position=64)),
-                       vocab_size=1000, seq_len=64, micro_batch=64),
+    "default": Setting(replace(DEMO_MODEL, encoder=replace(DEMO_MODEL.encoder, max_position=40)),
+                       vocab_size=1000, seq_len=40, micro_batch=64, piece_length=12),
+    "real": REAL,
+    "real_v1000": replace(REAL, vocab_size=1000),
     "reference": Setting(ModelConfig(hidden_dim=64, hidden_t_dim=128, diffusion_steps=2000,
                                      encoder=EncoderConfig(num_layers=2, num_heads=4, hidden_size=256,
                                                            intermediate_size=1024, max_position=512)),
@@ -45,25 +79,31 @@ SETTINGS = {
                                  encoder=EncoderConfig()),
                      vocab_size=30522, seq_len=128, micro_batch=16),
 }
-RELEASE = {"reference": "2.05 s/step, 2,000 tokens/s; 2000 DDPM steps for 64 sequences 3,395 s "
-                        "(93% rounding); 100-step gap sampler 177 s",
-           "paper": "10.6 s/step, 194 tokens/s"}
+RELEASE = {"reference": "2.05 s/step, 2,000 tokens/s (2 threads); 1,173 tokens/s (1 thread); "
+                        "2000 DDPM steps for 64 sequences 3,395 s (93% rounding); "
+                        "100-step gap sampler 177 s",
+           "paper": "10.6 s/step, 194 tokens/s (2 threads); 108 tokens/s (1 thread)"}
 
 
 def make_model(setting: Setting) -> tuple[DiffuSeq, list[tuple[np.ndarray, np.ndarray]]]:
-    """The model and a micro-batch of random pairs filling about the whole sequence."""
+    """The model and a micro-batch of random pairs (QQP-like lengths, or filling the sequence)."""
     task = TaskInfo(vocab_size=setting.vocab_size, seq_len=setting.seq_len, pad_id=0, cls_id=2,
                     sep_id=3, unk_id=1, tokenizer_dir="")
     rng = np.random.default_rng(0)
-    half = (setting.seq_len - 4) // 2
-    pairs = [(rng.integers(5, setting.vocab_size, half), rng.integers(5, setting.vocab_size, half))
-             for _ in range(setting.micro_batch)]
+    if setting.piece_length is None:
+        lengths = np.full((setting.micro_batch, 2), (setting.seq_len - 4) // 2)
+    else:
+        lengths = rng.integers(setting.piece_length - 4, setting.piece_length + 5,
+                               (setting.micro_batch, 2))
+    pairs = [(rng.integers(5, setting.vocab_size, n), rng.integers(5, setting.vocab_size, m))
+             for n, m in lengths]
     torch.manual_seed(0)
     return build(setting.model, task), pairs
 
 
 def timed(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:
-    """Median seconds of fn() over `repeats` calls after `warmup` calls."""
+    """Fastest seconds of fn() over `repeats` calls after `warmup` calls (on a shared machine the
+    minimum is the least disturbed by other jobs)."""
     for _ in range(warmup):
         fn()
     times = []
@@ -71,30 +111,98 @@ def timed(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
-    return float(np.median(times))
+    return min(times)
 
 
-def bench_training(name: str, setting: Setting, repeats: int, precisions: tuple[str, ...]) -> None:
-    """ms/step and tokens/s of forward + backward + AdamW, fp32 and bf16 autocast."""
+def use_bf16() -> bool:
+    from pipeline.distributed import bf16_pays
+
+    return bf16_pays(torch.device("cpu"))
+
+
+def training_step(model: DiffuSeq, batch: dict, optimizer: torch.optim.Optimizer,
+                  bf16: bool) -> Callable[[], None]:
+    """One update as the trainer makes it: loss under autocast, backward, AdamW."""
+    def step() -> None:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = model.loss(batch)["loss"].mean()
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    return step
+
+
+def step_seconds(setting: Setting, bf16: bool, repeats: int) -> float:
+    """Seconds per training step (the only measurement `--step-only` makes)."""
+    model, pairs = make_model(setting)
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.0)
+    return timed(training_step(model, model.collate(pairs), optimizer, bf16), repeats)
+
+
+def vocabulary_terms(model: DiffuSeq, batch: dict, bf16: bool) -> Callable[[], None]:
+    """The training step's vocabulary-sized work alone: the rounding CE over all positions,
+    forward and backward, on tensors shaped like the step's (the logged masked NLL of x̂_0 is
+    computed on validation batches only)."""
+    from pipeline.diffusion.vocab_ce import vocab_nll
+
+    lm_head = model.net.lm_head
+    ids = batch["input_ids"]
+    z0 = torch.randn(*ids.shape, model.cfg.hidden_dim, requires_grad=True)
+
+    def terms() -> None:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            rounding = vocab_nll(z0, lm_head.weight, lm_head.bias, ids).mean(-1)
+        rounding.mean().backward()
+        model.zero_grad(set_to_none=True)
+    return terms
+
+
+def step_flops(step: Callable[[], None]) -> int:
+    """Matmul FLOPs of one call (forward and backward), as torch counts them."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        step()
+    return counter.get_total_flops()
+
+
+def matmul_peak(dtype: torch.dtype, size: int = 2048) -> float:
+    """FLOP/s of a size^3 matmul in `dtype`: the reference for MFU, measured in this run."""
+    a = torch.randn(size, size, dtype=dtype)
+    return 2 * size**3 / timed(lambda: a @ a, 3)
+
+
+def bench_training(name: str, setting: Setting, repeats: int, bf16: bool,
+                   peaks: dict[bool, float]) -> float:
+    """Print ms/step (network / vocabulary terms / optimiser), tokens/s and MFU; return s/step."""
     model, pairs = make_model(setting)
     model.train()
     batch = model.collate(pairs)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.0)
+    step = training_step(model, batch, optimizer, bf16)
+    seconds = timed(step, repeats)
+    flops = step_flops(step)
+    vocab = timed(vocabulary_terms(model, batch, bf16), repeats)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        model.loss(batch)["loss"].mean().backward()
+    optim = timed(optimizer.step, repeats)
+    optimizer.zero_grad(set_to_none=True)
     tokens = setting.micro_batch * setting.seq_len
-    for precision in precisions:
-        def step() -> None:
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
-                loss = model.loss(batch)["loss"].mean()
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-        seconds = timed(step, repeats)
-        print(f"  train {name:9s} {precision}: {seconds * 1000:8.0f} ms/step  "
-              f"{tokens / seconds:8.0f} tokens/s  (micro-batch {setting.micro_batch} x {setting.seq_len})")
+    print(f"  train {name:10s} {'bf16' if bf16 else 'fp32'}: {seconds * 1000:7.0f} ms/step = network "
+          f"{(seconds - vocab - optim) * 1000:6.0f} + vocabulary terms {vocab * 1000:6.0f} + optimiser "
+          f"{optim * 1000:4.0f} | {tokens / seconds:7.0f} tokens/s | MFU "
+          f"{flops / seconds / peaks[bf16]:5.1%} ({flops / seconds / 1e9:.0f} GFLOP/s)  "
+          f"(micro-batch {setting.micro_batch} x {setting.seq_len}, V={setting.vocab_size})",
+          flush=True)
+    return seconds
 
 
 def bench_sampling(name: str, setting: Setting, probe_steps: int, respaced: list[int]) -> None:
     """Sequences/s for 2000 DDPM steps (extrapolated) and respaced DDIM; rounding vs network."""
+    from pipeline.models.diffuseq import DecodeConfig
+
     model, pairs = make_model(setting)
     model.eval()
     batch = model.collate(pairs)
@@ -116,6 +224,8 @@ def bench_sampling(name: str, setting: Setting, probe_steps: int, respaced: list
 @torch.no_grad()
 def bench_rounding_share(name: str, model: DiffuSeq, batch: dict) -> None:
     """Time of one network forward vs one clamp (target positions, and all positions)."""
+    from pipeline.diffusion.rounding import NearestEmbedding
+
     z = torch.randn(*batch["input_ids"].shape, model.cfg.hidden_dim)
     t = torch.full((len(z),), 500.0)
     clamp = NearestEmbedding(model.net.word_embedding.weight)
@@ -130,6 +240,8 @@ def bench_rounding_share(name: str, model: DiffuSeq, batch: dict) -> None:
 
 def bench_batched_seeds(setting: Setting, num_sources: int, steps: int) -> None:
     """10 seeds in one batched reverse process vs one seed at a time (identical candidates)."""
+    from pipeline.models.diffuseq import DecodeConfig
+
     model, pairs = make_model(setting)
     model.eval()
     batch = model.collate(pairs[:num_sources])
@@ -141,26 +253,65 @@ def bench_batched_seeds(setting: Setting, num_sources: int, steps: int) -> None:
           f"one seed at a time {single:.2f} s ({single / batched:.1f}x)")
 
 
+def baseline_seconds(rev: str, name: str, bf16: bool, threads: int, repeats: int) -> float:
+    """Seconds per training step of setting `name` with the `pipeline` of git revision `rev`."""
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = subprocess.run(["git", "-C", str(REPO), "archive", rev, "pipeline"],
+                                 check=True, capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
+        (Path(tmp) / "bench").mkdir()
+        script = shutil.copy(__file__, Path(tmp) / "bench")
+        out = subprocess.run([sys.executable, script, "--step-only", name, "--threads", str(threads),
+                              "--repeats", str(repeats)] + (["--bf16"] if bf16 else []),
+                             check=True, capture_output=True, text=True).stdout
+    return float(out.split()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer repeats and steps (< 5 min)")
+    parser.add_argument("--quick", action="store_true", help="fewer repeats and steps")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--only", nargs="+", choices=sorted(SETTINGS), help="these settings only")
+    parser.add_argument("--baseline-rev", help="also time the real step of this git revision")
+    parser.add_argument("--step-only", choices=sorted(SETTINGS), help=argparse.SUPPRESS)
+    parser.add_argument("--repeats", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--bf16", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    # bf16 matmuls are fast only with AVX512-BF16/AMX; on an AVX2-only CPU they are emulated.
+    repeats = args.repeats or (2 if args.quick else 5)
+    if args.step_only:
+        print(step_seconds(SETTINGS[args.step_only], args.bf16, repeats))
+        return
+    bf16 = use_bf16()
     print(f"torch {torch.__version__}, {args.threads} threads, CPU capability "
-          f"{torch.backends.cpu.get_cpu_capability()}")
+          f"{torch.backends.cpu.get_cpu_capability()}, bf16 autocast "
+          f"{'on (native bf16)' if bf16 else 'off (no native bf16: it would be emulated)'}")
+    peaks = {False: matmul_peak(torch.float32), True: matmul_peak(torch.bfloat16)}
+    print(f"matmul peak measured now (2048^3): fp32 {peaks[False] / 1e9:.0f} GFLOP/s, "
+          f"bf16 {peaks[True] / 1e9:.0f} GFLOP/s")
     start = time.perf_counter()
-    repeats = 2 if args.quick else 5
-    for name, setting in SETTINGS.items():
+    step_times = {}
+    for name in args.only or SETTINGS:
+        setting = SETTINGS[name]
         print(f"[{name}] release reference: {RELEASE.get(name, 'n/a')}")
-        quick_paper = args.quick and name == "paper"  # bert-base: one fp32 step is enough
-        bench_training(name, setting, 1 if quick_paper else repeats,
-                       ("fp32",) if quick_paper else ("fp32", "bf16"))
-        if name != "paper":
-            bench_sampling(name, setting, 10 if args.quick else 40,
-                           [20] if args.quick else [20, 100])
-    bench_batched_seeds(SETTINGS["default"], 20, 10 if args.quick else 20)
+        quick_paper = args.quick and name == "paper"  # bert-base: one step is enough
+        for precision in (False, True) if bf16 else (False,):
+            step_times[name, precision] = bench_training(name, setting, 1 if quick_paper else repeats,
+                                                         precision, peaks)
+        if name in ("default", "reference"):
+            bench_sampling(name, setting, 10 if args.quick else 40, [20] if args.quick else [20, 100])
+    for precision in (False, True):
+        if ("real", precision) in step_times and ("real_v1000", precision) in step_times:
+            ratio = step_times["real", precision] / step_times["real_v1000", precision]
+            print(f"real {'bf16' if precision else 'fp32'}: step(V=30522) / step(V=1000) = {ratio:.2f}")
+    if args.baseline_rev:
+        for precision in (False, True) if bf16 else (False,):
+            old = baseline_seconds(args.baseline_rev, "real", precision, args.threads, repeats)
+            new = step_times.get(("real", precision)) or step_seconds(REAL, precision, repeats)
+            print(f"real {'bf16' if precision else 'fp32'}: {args.baseline_rev} {old * 1000:.0f} ms/step, "
+                  f"this tree {new * 1000:.0f} ms/step ({old / new:.1f}x faster)")
+    if not args.only:
+        bench_batched_seeds(SETTINGS["default"], 20, 10 if args.quick else 20)
     print(f"total {time.perf_counter() - start:.0f} s")
 
 
