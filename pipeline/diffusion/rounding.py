@@ -13,8 +13,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-TILE_ROWS = 512     # rows per tile
-TILE_WORDS = 2048   # vocabulary entries per tile: a (512, 2048) fp32 score tile is 4 MiB
+# (rows, vocabulary entries) per tile: a (512, 2048) fp32 score tile on CPU is 4 MiB; an
+# accelerator wants far larger tiles to stay busy.
+TILE_SHAPE = {"cpu": (512, 2048)}
+ACCELERATOR_TILE_SHAPE = (8192, 8192)
 
 
 def vocab_argmax(x: Tensor, weight: Tensor, bias: Tensor | None = None, alpha: float = 1.0) -> Tensor:
@@ -29,10 +31,11 @@ def vocab_argmax(x: Tensor, weight: Tensor, bias: Tensor | None = None, alpha: f
     bias = torch.zeros(len(weight), device=x.device) if bias is None else bias.float()
     best_score = torch.full((len(x),), -torch.inf, device=x.device)
     best_id = torch.zeros(len(x), dtype=torch.long, device=x.device)
-    for lo in range(0, len(weight), TILE_WORDS):
-        words, words_bias = weight[lo:lo + TILE_WORDS].t(), bias[lo:lo + TILE_WORDS]
-        for start in range(0, len(x), TILE_ROWS):
-            rows = slice(start, start + TILE_ROWS)
+    tile_rows, tile_words = TILE_SHAPE.get(x.device.type, ACCELERATOR_TILE_SHAPE)
+    for lo in range(0, len(weight), tile_words):
+        words, words_bias = weight[lo:lo + tile_words].t(), bias[lo:lo + tile_words]
+        for start in range(0, len(x), tile_rows):
+            rows = slice(start, start + tile_rows)
             score, column = torch.addmm(words_bias, x[rows], words, alpha=alpha).max(1)
             better = score > best_score[rows]  # strict: an earlier block keeps a tie
             best_score[rows] = torch.where(better, score, best_score[rows])

@@ -20,8 +20,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-TILE_ROWS = 256     # positions per tile
-TILE_WORDS = 2048   # vocabulary entries per tile: a (256, 2048) fp32 tile is 2 MiB
+# (positions, vocabulary entries) per tile: on CPU a (256, 2048) fp32 tile is 2 MiB, about what
+# the caches hold; an accelerator wants far larger tiles to stay busy.
+TILE_SHAPE = {"cpu": (256, 2048)}
+ACCELERATOR_TILE_SHAPE = (8192, 8192)
 
 
 def _compute_dtype(hidden: Tensor) -> torch.dtype:
@@ -32,29 +34,29 @@ def _compute_dtype(hidden: Tensor) -> torch.dtype:
     return hidden.dtype
 
 
-def _word_blocks(num_words: int) -> list[tuple[int, int]]:
-    return [(lo, min(lo + TILE_WORDS, num_words)) for lo in range(0, num_words, TILE_WORDS)]
+class _Tiles:
+    """The (rows x words) tiles of the logits plane, word blocks outermost, and one tile buffer
+    reused by all of them: a fresh 1-2 MiB tensor per tile would cost page faults and cache
+    evictions every time (hence also the `out=` forms of the softmaxes below)."""
 
+    def __init__(self, num_rows: int, num_words: int, dtype: torch.dtype, device: torch.device):
+        self.rows, self.words = TILE_SHAPE.get(device.type, ACCELERATOR_TILE_SHAPE)
+        self.num_rows, self.num_words = num_rows, num_words
+        self.num_blocks = -(-num_words // self.words)
+        self.buffer = torch.empty(self.rows * self.words, dtype=dtype, device=device)
+        self.fp32 = (self.buffer if dtype == torch.float32
+                     else torch.empty_like(self.buffer, dtype=torch.float32))
 
-def _tiles(num_rows: int, num_words: int):
-    """(k, word block [lo, hi), row block [start, stop)) with the word blocks outermost."""
-    for k, (lo, hi) in enumerate(_word_blocks(num_words)):
-        for start in range(0, num_rows, TILE_ROWS):
-            yield k, lo, hi, start, min(start + TILE_ROWS, num_rows)
+    def __iter__(self):
+        """(k, word block [lo, hi), row block [start, stop)) for every tile."""
+        for k in range(self.num_blocks):
+            lo, hi = k * self.words, min((k + 1) * self.words, self.num_words)
+            for start in range(0, self.num_rows, self.rows):
+                yield k, lo, hi, start, min(start + self.rows, self.num_rows)
 
-
-class _TileBuffers:
-    """One tile's logits, reused across tiles: a fresh 1-2 MiB tensor per tile would cost page
-    faults and cache evictions on every tile (hence also the `out=` forms of the softmaxes)."""
-
-    def __init__(self, dtype: torch.dtype, device: torch.device):
-        self.logits = torch.empty(TILE_ROWS * TILE_WORDS, dtype=dtype, device=device)
-        self.fp32 = (self.logits if dtype == torch.float32
-                     else torch.empty_like(self.logits, dtype=torch.float32))
-
-    def tile_logits(self, rows: Tensor, words: Tensor, bias: Tensor | None) -> Tensor:
+    def logits(self, rows: Tensor, words: Tensor, bias: Tensor | None) -> Tensor:
         """lm_head on one tile, in the operands' dtype: (n, d) x (w, d) -> (n, w)."""
-        out = self.logits[:len(rows) * len(words)].view(len(rows), len(words))
+        out = self.buffer[:len(rows) * len(words)].view(len(rows), len(words))
         if bias is None:
             return torch.mm(rows, words.t(), out=out)
         return torch.addmm(bias, rows, words.t(), out=out)
@@ -74,15 +76,13 @@ def _forward(hidden: Tensor, weight: Tensor, bias: Tensor | None,
     -log(sum exp(x - max)), so lse = max(x) - max(log_softmax(x)). The target logit is read
     off the tile, so that it is rounded exactly like the logsumexp's terms.
     """
-    num_rows = len(hidden)
-    block_lse = torch.empty(num_rows, len(_word_blocks(len(weight))), dtype=torch.float32,
-                            device=hidden.device)
-    target_logit = torch.zeros(num_rows, dtype=torch.float32, device=hidden.device)
-    target_block, target_column = targets // TILE_WORDS, targets % TILE_WORDS
-    buffers = _TileBuffers(hidden.dtype, hidden.device)
-    for k, lo, hi, start, stop in _tiles(num_rows, len(weight)):
-        tile = buffers.as_fp32(buffers.tile_logits(hidden[start:stop], weight[lo:hi],
-                                                   None if bias is None else bias[lo:hi]))
+    tiles = _Tiles(len(hidden), len(weight), hidden.dtype, hidden.device)
+    block_lse = torch.empty(len(hidden), tiles.num_blocks, dtype=torch.float32, device=hidden.device)
+    target_logit = torch.zeros(len(hidden), dtype=torch.float32, device=hidden.device)
+    target_block, target_column = targets // tiles.words, targets % tiles.words
+    for k, lo, hi, start, stop in tiles:
+        tile = tiles.as_fp32(tiles.logits(hidden[start:stop], weight[lo:hi],
+                                          None if bias is None else bias[lo:hi]))
         hit = target_block[start:stop] == k
         column = torch.where(hit, target_column[start:stop], 0).unsqueeze(1)
         picked = tile.gather(1, column).squeeze(1)
@@ -111,15 +111,15 @@ def _backward(hidden: Tensor, weight: Tensor, bias: Tensor | None, targets: Tens
     factor = grad_nll[:, None] * torch.softmax(block_lse, dim=1)                 # (N, blocks)
     rows_aug = hidden if bias is None else torch.cat([hidden, hidden.new_ones(num_rows, 1)], 1)
     grad_hidden = torch.zeros(hidden.shape, dtype=torch.float32, device=hidden.device)
-    grad_weight = torch.empty(weight.shape, dtype=torch.float32, device=hidden.device)
-    grad_bias = torch.empty(len(weight), dtype=torch.float32, device=hidden.device)
-    buffers = _TileBuffers(hidden.dtype, hidden.device)
-    for k, lo, hi, start, stop in _tiles(num_rows, len(weight)):
+    grad_weight = torch.zeros(weight.shape, dtype=torch.float32, device=hidden.device)
+    grad_bias = torch.zeros(len(weight), dtype=torch.float32, device=hidden.device)
+    tiles = _Tiles(num_rows, len(weight), hidden.dtype, hidden.device)
+    for k, lo, hi, start, stop in tiles:
         if start == 0:  # a new word block: its [weight | bias] gradient, transposed
             block_grad_t = torch.zeros(rows_aug.shape[1], hi - lo, dtype=torch.float32,
                                        device=hidden.device)
         words, s = weight[lo:hi], factor[start:stop, k, None]                      # s: (n, 1)
-        tile = buffers.tile_logits(hidden[start:stop], words, None if bias is None else bias[lo:hi])
+        tile = tiles.logits(hidden[start:stop], words, None if bias is None else bias[lo:hi])
         torch._softmax(tile, 1, False, out=tile)                                 # block softmax
         grad_hidden[start:stop].addcmul_(s, torch.mm(tile, words).float())
         _accumulate(block_grad_t, (rows_aug[start:stop] * s).to(tile.dtype).t(), tile)

@@ -6,7 +6,8 @@ from pipeline.diffusion import rounding
 from pipeline.diffusion.rounding import NearestEmbedding, vocab_argmax
 
 torch.set_num_threads(1)
-V, D = 2 * rounding.TILE_WORDS + 77, 8   # several word tiles, the last one partial
+ROWS, WORDS = rounding.TILE_SHAPE["cpu"]
+V, D = 2 * WORDS + 77, 8   # several word tiles, the last one partial
 
 
 def _weight(seed: int = 0) -> torch.Tensor:
@@ -15,14 +16,14 @@ def _weight(seed: int = 0) -> torch.Tensor:
 
 def test_argmax_equals_plain_argmax_of_the_logits():
     weight, bias = _weight(), torch.randn(V, generator=torch.Generator().manual_seed(1))
-    x = torch.randn(rounding.TILE_ROWS + 45, D, generator=torch.Generator().manual_seed(2))
+    x = torch.randn(ROWS + 45, D, generator=torch.Generator().manual_seed(2))
     assert torch.equal(vocab_argmax(x, weight, bias), (x @ weight.T + bias).argmax(-1))
     assert torch.equal(vocab_argmax(x, weight), (x @ weight.T).argmax(-1))
 
 
 def test_ties_across_word_tiles_go_to_the_lowest_id():
     weight = _weight()
-    late = rounding.TILE_WORDS + 5
+    late = WORDS + 5
     weight[3] = weight[late] = 100 * torch.ones(D)  # two identical words in different tiles,
     x = torch.ones(1, D)                             # both far ahead of every other word
     assert vocab_argmax(x, weight).item() == 3

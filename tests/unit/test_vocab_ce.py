@@ -9,8 +9,8 @@ from pipeline.diffusion import vocab_ce
 from pipeline.diffusion.vocab_ce import vocab_nll
 
 torch.set_num_threads(1)
-# Several row and word tiles, neither size a multiple of its tile.
-N, D, V = 3 * vocab_ce.TILE_ROWS - 37, 16, 2 * vocab_ce.TILE_WORDS + 123
+ROWS, WORDS = vocab_ce.TILE_SHAPE["cpu"]
+N, D, V = 3 * ROWS - 37, 16, 2 * WORDS + 123  # several tiles, neither size a multiple of a tile
 
 
 def _inputs(seed: int, bias: bool = True):
@@ -19,7 +19,7 @@ def _inputs(seed: int, bias: bool = True):
     weight = (0.5 * torch.randn(V, D, generator=gen)).requires_grad_()
     b = torch.randn(V, generator=gen).requires_grad_() if bias else None
     targets = torch.randint(0, V, (N,), generator=gen)
-    targets[:5] = torch.tensor([0, V - 1, vocab_ce.TILE_WORDS - 1, vocab_ce.TILE_WORDS, 7])
+    targets[:5] = torch.tensor([0, V - 1, WORDS - 1, WORDS, 7])
     return hidden, weight, b, targets
 
 
@@ -116,4 +116,11 @@ def test_never_forms_a_rows_by_vocabulary_tensor():
     hidden, weight, b, targets = _inputs(6)
     with _LargestTensor() as mode:
         vocab_nll(hidden, weight, b, targets).mean().backward()
-    assert mode.largest <= vocab_ce.TILE_ROWS * vocab_ce.TILE_WORDS < N * V / 4
+    assert mode.largest <= ROWS * WORDS < N * V / 4
+
+
+def test_no_rows_gives_zero_gradients():
+    _, weight, b, _ = _inputs(7)
+    hidden = torch.zeros(0, D, requires_grad=True)
+    vocab_nll(hidden, weight, b, torch.zeros(0, dtype=torch.long)).sum().backward()
+    assert not weight.grad.any() and not b.grad.any()
