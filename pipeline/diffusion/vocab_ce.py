@@ -5,14 +5,16 @@ word y_i under softmax(lm_head(h_i)). The plain route, `F.cross_entropy(lm_head(
 materialises the (N, V) logits, their log-softmax and its gradient; with BERT's V = 30522 and
 N = 64 x 128 positions that is 1 GB per tensor and most of a training step. Here the
 (positions x words) plane is walked in tiles that fit the CPU caches (and keep the skinny
-(d = 64..128) matmuls efficient): the forward keeps only each row's logsumexp and target logit;
-the backward recomputes each tile, turns it in place into g_i (softmax - one-hot), and adds the
-tile's share to the gradients of the rows, the weight (tied to the word embedding in DiffuSeq)
-and the bias.
+(d = 64..128) matmuls efficient): the forward keeps only each row's logsumexp (per word block)
+and target logit; the backward recomputes each tile's softmax and multiplies it into the
+gradients of the rows and of the weight (tied to the word embedding in DiffuSeq) and bias; the
+one-hot part of the gradient needs no tile at all. Per step that is four (N x d x V) matmuls
+(forward, recompute, two gradients) and two softmax passes over N x V, nothing more.
 
 Precision: under bf16 autocast (which the trainer enables only where the device has native bf16,
-`pipeline.distributed.bf16_pays`) the tile matmuls run in bf16, as `lm_head` itself would; the
-softmax, logsumexp and every accumulation across tiles are fp32. Otherwise everything is fp32.
+`pipeline.distributed.bf16_pays`) the tile matmuls run in bf16, as `lm_head` itself would, and
+the backward's softmax is rounded to bf16 where the plain route rounds its gradient to bf16 for
+its matmuls; the logsumexp and every accumulation across tiles are fp32. Otherwise all is fp32.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from torch import Tensor
 # the caches hold; an accelerator wants far larger tiles to stay busy.
 TILE_SHAPE = {"cpu": (256, 2048)}
 ACCELERATOR_TILE_SHAPE = (8192, 8192)
+FP32_TINY = torch.finfo(torch.float32).tiny  # below it a float32 is denormal
 
 
 def _compute_dtype(hidden: Tensor) -> torch.dtype:
@@ -121,6 +124,8 @@ def _backward(hidden: Tensor, weight: Tensor, bias: Tensor | None, targets: Tens
         words, s = weight[lo:hi], factor[start:stop, k, None]                      # s: (n, 1)
         tile = tiles.logits(hidden[start:stop], words, None if bias is None else bias[lo:hi])
         torch._softmax(tile, 1, False, out=tile)                                 # block softmax
+        if tile.dtype == torch.float32:  # denormal inputs slow fp32 matmuls many times over
+            torch.nn.functional.threshold_(tile, FP32_TINY, 0.0)
         grad_hidden[start:stop].addcmul_(s, torch.mm(tile, words).float())
         _accumulate(block_grad_t, (rows_aug[start:stop] * s).to(tile.dtype).t(), tile)
         if stop == num_rows:
