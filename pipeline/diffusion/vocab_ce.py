@@ -26,7 +26,6 @@ from torch import Tensor
 # the caches hold; an accelerator wants far larger tiles to stay busy.
 TILE_SHAPE = {"cpu": (256, 2048)}
 ACCELERATOR_TILE_SHAPE = (8192, 8192)
-FP32_TINY = torch.finfo(torch.float32).tiny  # below it a float32 is denormal
 
 
 def _compute_dtype(hidden: Tensor) -> torch.dtype:
@@ -124,8 +123,6 @@ def _backward(hidden: Tensor, weight: Tensor, bias: Tensor | None, targets: Tens
         words, s = weight[lo:hi], factor[start:stop, k, None]                      # s: (n, 1)
         tile = tiles.logits(hidden[start:stop], words, None if bias is None else bias[lo:hi])
         torch._softmax(tile, 1, False, out=tile)                                 # block softmax
-        if tile.dtype == torch.float32:  # denormal inputs slow fp32 matmuls many times over
-            torch.nn.functional.threshold_(tile, FP32_TINY, 0.0)
         grad_hidden[start:stop].addcmul_(s, torch.mm(tile, words).float())
         _accumulate(block_grad_t, (rows_aug[start:stop] * s).to(tile.dtype).t(), tile)
         if stop == num_rows:
