@@ -8,7 +8,8 @@ Configurations:
 - `real`: the same model on real data: BERT's 30522 word pieces, seq_len 128, QQP-like pairs
   (~12-piece sources and targets, the rest of the 128 positions [PAD]), micro-batch 64; and
   `real_v1000`, the same with a 1000-word vocabulary, for the cost of the vocabulary relative to
-  the network (step(V=30522) / step(V=1000)).
+  the network (step(V=30522) / step(V=1000)); and the `real` step with `model.dynamic_length`
+  (batches padded to their longest example instead of seq_len).
 - `reference`: 2-layer BERT, H=256, 4 heads, FFN 1024, d=64, seq_len 64, batch 64, V=30522
   (the size at which the authors' release was timed beside this code).
 - `paper`: bert-base encoder, d=128, micro-batch 16 x 128 tokens.
@@ -162,6 +163,17 @@ def vocabulary_ratio(bf16: bool, repeats: int) -> float:
     real, small = alternately([prepared_step(SETTINGS[name], bf16) for name in ("real", "real_v1000")],
                               repeats)
     return real / small
+
+
+def dynamic_length_speedup(bf16: bool, repeats: int) -> str:
+    """The `real` step padded to seq_len (the release) and to the batch's longest example
+    (`model.dynamic_length`), timed alternately."""
+    dynamic = replace(REAL, model=replace(REAL.model, dynamic_length=True))
+    model, pairs = make_model(dynamic)
+    length = model.collate(pairs)["input_ids"].shape[1]
+    full, short = alternately([prepared_step(REAL, bf16), prepared_step(dynamic, bf16)], repeats)
+    return (f"{full * 1000:.0f} ms/step at {REAL.seq_len} positions, {short * 1000:.0f} ms/step "
+            f"with dynamic_length ({length} positions): {full / short:.1f}x")
 
 
 def vocabulary_terms(model: DiffuSeq, batch: dict, bf16: bool) -> Callable[[], None]:
@@ -328,6 +340,7 @@ def main() -> None:
         if "real" in (args.only or SETTINGS):
             print(f"real {label}: step(V=30522) / step(V=1000) = "
                   f"{vocabulary_ratio(precision, repeats):.2f} (timed alternately)")
+            print(f"real {label}: {dynamic_length_speedup(precision, repeats)}")
         if args.baseline_rev:  # alternate too: old, new, old, new
             old, new = float("inf"), float("inf")
             for _ in range(2):
