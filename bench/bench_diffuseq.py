@@ -15,11 +15,12 @@ Configurations:
 - `paper`: bert-base encoder, d=128, micro-batch 16 x 128 tokens.
 
 Each training line gives ms/step split into network (forward and backward of everything but the
-vocabulary terms), vocabulary terms (the rounding cross-entropy with its backward and the
-logged masked NLL, timed alone on tensors of the same shapes) and optimiser (AdamW), tokens/s
-(padded positions, as the release counts them) and MFU: matmul FLOPs of one step (counted by
-torch's FlopCounterMode) per second, against the fp32 / bf16 matmul peak measured in the same
-run. bf16 autocast is used only where it pays (`pipeline.distributed.bf16_pays`), as in training.
+vocabulary terms), vocabulary terms (the rounding cross-entropy with its backward, timed alone on
+tensors of the same shapes; the logged masked NLL is computed on validation batches only) and
+optimiser (AdamW), tokens/s (padded positions, as the release counts them) and MFU: matmul FLOPs
+of one step (counted by torch's FlopCounterMode) per second, against a 2048^3 fp32 / bf16
+matmul timed alternately with the step. bf16 autocast is used only where it pays
+(`pipeline.distributed.bf16_pays`), as in training.
 
 `--baseline-rev REV` also times the `real` training step of the code at git revision REV (e.g.
 `main`), in the same run: REV's `pipeline/` is exported to a temporary folder and this script,
@@ -204,15 +205,17 @@ def step_flops(step: Callable[[], None]) -> int:
     return counter.get_total_flops()
 
 
-def matmul_peak(dtype: torch.dtype, size: int = 2048) -> float:
-    """FLOP/s of a size^3 matmul in `dtype`: the reference for MFU, measured in this run."""
-    a = torch.randn(size, size, dtype=dtype)
-    return 2 * size**3 / timed(lambda: a @ a, 3)
+PEAK_SIZE = 2048  # the MFU reference: a PEAK_SIZE^3 matmul
 
 
-def bench_training(name: str, setting: Setting, repeats: int, bf16: bool,
-                   peaks: dict[bool, float]) -> None:
-    """Print ms/step (network / vocabulary terms / optimiser), tokens/s and MFU."""
+def peak_matmul(dtype: torch.dtype) -> Callable[[], object]:
+    a = torch.randn(PEAK_SIZE, PEAK_SIZE, dtype=dtype)
+    return lambda: a @ a
+
+
+def bench_training(name: str, setting: Setting, repeats: int, bf16: bool) -> None:
+    """Print ms/step (network / vocabulary terms / optimiser), tokens/s and MFU; the matmul peak
+    is timed alternately with the step, so both see the same load."""
     model, pairs = make_model(setting)
     model.train()
     batch = model.collate(pairs)
@@ -225,13 +228,15 @@ def bench_training(name: str, setting: Setting, repeats: int, bf16: bool,
             p.grad = torch.zeros_like(p)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-    seconds, vocab, optim = alternately([step, vocabulary_terms(model, batch, bf16), optimiser_step],
-                                        repeats)
+    seconds, vocab, optim, peak = alternately(
+        [step, vocabulary_terms(model, batch, bf16), optimiser_step,
+         peak_matmul(torch.bfloat16 if bf16 else torch.float32)], repeats)
+    peak = 2 * PEAK_SIZE**3 / peak
     tokens = setting.micro_batch * setting.seq_len
     print(f"  train {name:10s} {'bf16' if bf16 else 'fp32'}: {seconds * 1000:7.0f} ms/step = network "
           f"{(seconds - vocab - optim) * 1000:6.0f} + vocabulary terms {vocab * 1000:6.0f} + optimiser "
           f"{optim * 1000:4.0f} | {tokens / seconds:7.0f} tokens/s | MFU "
-          f"{flops / seconds / peaks[bf16]:5.1%} ({flops / seconds / 1e9:.0f} GFLOP/s)  "
+          f"{flops / seconds / peak:5.1%} ({flops / seconds / 1e9:.0f} of {peak / 1e9:.0f} GFLOP/s)  "
           f"(micro-batch {setting.micro_batch} x {setting.seq_len}, V={setting.vocab_size})",
           flush=True)
 
@@ -323,16 +328,13 @@ def main() -> None:
     print(f"torch {torch.__version__}, {args.threads} threads, CPU capability "
           f"{torch.backends.cpu.get_cpu_capability()}, bf16 autocast "
           f"{'on (native bf16)' if bf16 else 'off (no native bf16: it would be emulated)'}")
-    peaks = {False: matmul_peak(torch.float32), True: matmul_peak(torch.bfloat16)}
-    print(f"matmul peak measured now (2048^3): fp32 {peaks[False] / 1e9:.0f} GFLOP/s, "
-          f"bf16 {peaks[True] / 1e9:.0f} GFLOP/s")
     start = time.perf_counter()
     for name in args.only or SETTINGS:
         setting = SETTINGS[name]
         print(f"[{name}] release reference: {RELEASE.get(name, 'n/a')}")
         quick_paper = args.quick and name == "paper"  # bert-base: one step is enough
         for precision in (False, True) if bf16 else (False,):
-            bench_training(name, setting, 1 if quick_paper else repeats, precision, peaks)
+            bench_training(name, setting, 1 if quick_paper else repeats, precision)
         if name in ("default", "reference"):
             bench_sampling(name, setting, 10 if args.quick else 40, [20] if args.quick else [20, 100])
     for precision in (False, True) if bf16 else (False,):
