@@ -116,7 +116,7 @@ class Diffusion:
             input_mask: (B, L) 1 on target positions.
             t: (B,) integer timesteps.
             emb_noise, noise: optional (B, L, D) standard normals for z_0 and z_t (drawn if None).
-            with_nll: also compute "nll" (it costs about a third of the rounding term).
+            with_nll: also compute "nll" (up to a quarter of the rounding term's cost).
         Returns:
             dict of (B,) fp32 tensors: "mse", "tT", "rounding", "loss" = mse + tT + rounding, and
             with `with_nll` "nll" (masked CE of lm_head(x̂_0), logged only, no gradient).
