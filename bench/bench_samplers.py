@@ -12,17 +12,21 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this tree's `pipeline`
 
-from pipeline.checkpoint import load_model
-from pipeline.data.dataset import load_split, load_tokenizer, read_texts
-from pipeline.generate import generate_candidates
-from pipeline.metrics import sentence_bleu
-from pipeline.text import normalize, output_text
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from pipeline.data.dataset import load_split, load_tokenizer, read_texts  # noqa: E402
+from pipeline.generate import generate_candidates  # noqa: E402
+from pipeline.metrics import sentence_bleu  # noqa: E402
+from pipeline.models.diffuseq import DecodeConfig  # noqa: E402
+from pipeline.models.registry import load_model  # noqa: E402
+from pipeline.text import normalize, output_text  # noqa: E402
 
 # (sampler, steps (None: all T), eta): eta=1 is the stochastic DDIM whose variance on the visited
 # steps is the DDPM posterior's; eta=0 the deterministic one.
@@ -44,12 +48,9 @@ def main() -> None:
     pairs = [(src, np.zeros(0, dtype=np.int64)) for src, _ in load_split(Path(args.data), "test")[:args.sources]]
     refs = [normalize(tokenizer, row["trg"]) for row in read_texts(Path(args.data), "test")[:args.sources]]
     base = model.export_config()["model"]["diffusion_steps"]
-    from pipeline.models.diffuseq import DecodeConfig
-
     print(f"{args.sources} test sources x seeds {args.seeds}, T={base}, {args.threads} threads")
     for sampler, steps, eta in SAMPLERS:
-        decode = dataclasses.replace(DecodeConfig(), sampler=sampler, steps=steps or base, eta=eta,
-                                     batch_size=args.sources)
+        decode = dataclasses.replace(DecodeConfig(), sampler=sampler, steps=steps or base, eta=eta)
         started = time.perf_counter()
         out = generate_candidates(model, pairs, args.seeds, decode, args.sources, progress=False)
         seconds = time.perf_counter() - started

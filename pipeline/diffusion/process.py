@@ -13,17 +13,18 @@ from typing import Protocol
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from pipeline.diffusion.schedules import alphas_cumprod
+from pipeline.diffusion.vocab_ce import vocab_nll
 
 
 class Denoiser(Protocol):
-    """What the loss needs of a network: embeddings, logits and the x_0 prediction."""
+    """What the loss needs of a network: embeddings, the vocabulary projection, x_0 prediction."""
+
+    lm_head: nn.Linear                                                    # D -> V (logits)
 
     def get_embeds(self, input_ids: Tensor) -> Tensor: ...                # (B, L) -> (B, L, D)
-    def get_logits(self, hidden: Tensor) -> Tensor: ...                   # (B, L, D) -> (B, L, V)
     def __call__(self, z_t: Tensor, timesteps: Tensor) -> Tensor: ...     # -> pred_z0 (B, L, D)
 
 
@@ -38,23 +39,9 @@ def mean_flat(x: Tensor) -> Tensor:
     return x.mean(dim=tuple(range(1, x.ndim)))
 
 
-def token_cross_entropy(logits: Tensor, input_ids: Tensor) -> Tensor:
-    """Per-example cross-entropy, in fp32, averaged over all positions.
-
-    Args:
-        logits: (B, L, V) (any float dtype; upcast here so the loss stays in fp32).
-        input_ids: (B, L) the target word ids.
-    Returns:
-        (B,) mean negative log-likelihood per example.
-    """
-    # (B*L, V) rows keep the softmax over contiguous memory (a (B, V, L) view is far slower).
-    nll = F.cross_entropy(logits.float().flatten(0, 1), input_ids.flatten(), reduction="none")
-    return nll.view(input_ids.shape).mean(-1)
-
-
 def masked_token_nll(net: Denoiser, hidden: Tensor, input_ids: Tensor, mask: Tensor) -> Tensor:
     """Per-example CE of lm_head(hidden) over mask==1 positions only (the others are never
-    projected onto the vocabulary, which halves the cost of this logged term).
+    projected onto the vocabulary).
 
     Args:
         hidden: (B, L, D); input_ids: (B, L); mask: (B, L) 0/1.
@@ -63,8 +50,7 @@ def masked_token_nll(net: Denoiser, hidden: Tensor, input_ids: Tensor, mask: Ten
     """
     selected = mask.bool()                                                    # (B, L)
     rows = torch.arange(len(mask), device=mask.device).unsqueeze(1).expand_as(mask)[selected]
-    nll = F.cross_entropy(net.get_logits(hidden[selected]).float(), input_ids[selected],
-                          reduction="none")                                   # (N,)
+    nll = vocab_nll(hidden[selected], net.lm_head.weight, net.lm_head.bias, input_ids[selected])
     total = torch.zeros(len(mask), device=nll.device).index_add_(0, rows, nll)
     return total / selected.sum(dim=-1).clamp(min=1)
 
@@ -120,7 +106,8 @@ class Diffusion:
         return torch.where(input_mask.unsqueeze(-1) == 0, z0, z_t)
 
     def losses(self, net: Denoiser, input_ids: Tensor, input_mask: Tensor, t: Tensor, *,
-               emb_noise: Tensor | None = None, noise: Tensor | None = None) -> dict[str, Tensor]:
+               emb_noise: Tensor | None = None, noise: Tensor | None = None,
+               with_nll: bool = True) -> dict[str, Tensor]:
         """DiffuSeq's three-term objective per example (spec section 4), unweighted.
 
         Args:
@@ -129,9 +116,10 @@ class Diffusion:
             input_mask: (B, L) 1 on target positions.
             t: (B,) integer timesteps.
             emb_noise, noise: optional (B, L, D) standard normals for z_0 and z_t (drawn if None).
+            with_nll: also compute "nll" (up to a quarter of the rounding term's cost).
         Returns:
             dict of (B,) fp32 tensors: "mse", "tT", "rounding", "loss" = mse + tT + rounding, and
-            "nll" (masked CE of lm_head(x̂_0), logged only, no gradient).
+            with `with_nll` "nll" (masked CE of lm_head(x̂_0), logged only, no gradient).
         """
         emb = net.get_embeds(input_ids).float()                                   # (B, L, D)
         z0 = self.embed_z0(emb, torch.randn_like(emb) if emb_noise is None else emb_noise)
@@ -141,8 +129,10 @@ class Diffusion:
         mse = torch.where(t == 0, mean_flat((pred_z0 - emb) ** 2), mean_flat((pred_z0 - z0) ** 2))
         last = torch.full_like(t, self.num_steps - 1)
         t_T = mean_flat((extract(self.sqrt_alphas_cumprod, last, z0.ndim) * z0) ** 2)
-        rounding = token_cross_entropy(net.get_logits(z0), input_ids)
-        with torch.no_grad():
-            nll = masked_token_nll(net, pred_z0, input_ids, input_mask)
-        return {"mse": mse, "tT": t_T, "rounding": rounding, "loss": mse + t_T + rounding,
-                "nll": nll}
+        # Over all positions (release), without ever forming the (B, L, V) logits.
+        rounding = vocab_nll(z0, net.lm_head.weight, net.lm_head.bias, input_ids).mean(-1)
+        terms = {"mse": mse, "tT": t_T, "rounding": rounding, "loss": mse + t_T + rounding}
+        if with_nll:
+            with torch.no_grad():
+                terms["nll"] = masked_token_nll(net, pred_z0, input_ids, input_mask)
+        return terms

@@ -1,9 +1,11 @@
-"""The clamping ("rounding") trick: snap x̂_0 to the nearest word embedding (DiffuSeq §3.3).
+"""Arg-max over the vocabulary without (N, V) scores: the clamping ("rounding") trick that snaps
+x̂_0 to the nearest word embedding (DiffuSeq §3.3), and the final decode argmax(lm_head(z_0)).
 
-argmin_v ||x - e_v||² = argmax_v (2 x·e_v - ||e_v||²), since ||x||² is the same for every v: one
-matmul (fused with the bias by `addmm`) and an argmax per row, with ||e_v||² computed once per
-sampling call. No (N, V, D) temporary is ever formed; rows go through in chunks so that the
-(rows, V) score matrix stays bounded.
+Both are argmax_v (alpha * x·e_v + b_v): decoding has alpha = 1 and b the lm_head bias; the
+nearest embedding by squared L2 distance has alpha = 2 and b_v = -||e_v||², since
+argmin_v ||x - e_v||² = argmax_v (2 x·e_v - ||e_v||²) (||x||² is the same for every v). So each is
+one matmul (fused with the bias by `addmm`) and a running max, walked over (rows x words) tiles
+that fit the CPU caches; no (N, V) or (N, V, D) temporary is ever formed.
 """
 
 from __future__ import annotations
@@ -11,7 +13,36 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-SCORE_ELEMENTS = 1 << 22  # at most this many scores (rows x V) alive at once: 16 MiB in fp32
+# (rows, vocabulary entries) per tile: a (512, 2048) fp32 score tile on CPU is 4 MiB; an
+# accelerator wants far larger tiles to stay busy.
+TILE_SHAPE = {"cpu": (512, 2048)}
+ACCELERATOR_TILE_SHAPE = (8192, 8192)
+
+
+def vocab_argmax(x: Tensor, weight: Tensor, bias: Tensor | None = None, alpha: float = 1.0) -> Tensor:
+    """argmax_v (alpha * x·weight_v + bias_v) per row, in fp32; ties go to the lowest id.
+
+    Args:
+        x: (N, D); weight: (V, D); bias: (V,) or None.
+    Returns:
+        (N,) long ids.
+    """
+    x, weight = x.float(), weight.float()
+    bias = torch.zeros(len(weight), device=x.device) if bias is None else bias.float()
+    best_score = torch.full((len(x),), -torch.inf, device=x.device)
+    best_id = torch.zeros(len(x), dtype=torch.long, device=x.device)
+    tile_rows, tile_words = TILE_SHAPE.get(x.device.type, ACCELERATOR_TILE_SHAPE)
+    for lo in range(0, len(weight), tile_words):
+        words, words_bias = weight[lo:lo + tile_words].t(), bias[lo:lo + tile_words]
+        for start in range(0, len(x), tile_rows):
+            scores = torch.addmm(words_bias, x[start:start + tile_rows], words, alpha=alpha)
+            top = scores.amax(1)
+            # Strict: an earlier block keeps a tie. The arg-max (several times the cost of the
+            # max) is taken only on rows that improve, a few blocks per row.
+            better = (top > best_score[start:start + tile_rows]).nonzero().squeeze(1)
+            best_score[start + better] = top[better]
+            best_id[start + better] = scores[better].argmax(1) + lo
+    return best_id
 
 
 class NearestEmbedding:
@@ -27,12 +58,8 @@ class NearestEmbedding:
 
     def indices(self, x: Tensor) -> Tensor:
         """Ids of the nearest embeddings. x: (..., D) -> (...) long."""
-        flat = x.reshape(-1, x.shape[-1]).float()                           # (N, D)
-        rows = max(1, SCORE_ELEMENTS // len(self.weight))
-        weight_t = self.weight.float().t()                                  # (D, V)
-        ids = [torch.addmm(self.neg_sq_norm, chunk, weight_t, alpha=2.0).argmax(-1)
-               for chunk in flat.split(rows)]
-        return torch.cat(ids).view(x.shape[:-1])
+        flat = x.reshape(-1, x.shape[-1])
+        return vocab_argmax(flat, self.weight, self.neg_sq_norm, alpha=2.0).view(x.shape[:-1])
 
     def __call__(self, x: Tensor) -> Tensor:
         """The nearest embeddings themselves, same shape and dtype as x (..., D)."""

@@ -12,7 +12,7 @@ Notation: alpha_bar_t -> `alphas_cumprod[t]`, x̂_0 -> `pred_z0`, z_t -> `z_t`, 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from pipeline.diffusion.process import Diffusion
+from pipeline.lookup import lookup
 
 Generators = torch.Generator | Sequence[torch.Generator] | None
 
@@ -96,9 +97,7 @@ class DDPMSampler(Sampler):
         p = self.process
         log_vars = {"fixed_large": np.log(np.append(p.posterior_variance[1], p.betas[1:])),
                     "posterior": p.posterior_log_variance_clipped}
-        if variance not in log_vars:
-            raise KeyError(f"unknown DDPM variance '{variance}' (known: {sorted(log_vars)})")
-        self.std = np.exp(0.5 * log_vars[variance])
+        self.std = np.exp(0.5 * lookup(log_vars, variance, "DDPM variance"))
 
     def set_timesteps(self, num_steps: int) -> None:
         """DDPM visits every step: num_steps must be T."""
@@ -130,7 +129,6 @@ class ReleaseDDIMGapSampler(Sampler):
         gap = self.num_train_steps // num_steps
         if gap < 1:
             raise ValueError(f"steps={num_steps} exceeds T={self.num_train_steps}")
-        self.gap = gap
         self._visit(list(range(self.num_train_steps - 1, -1, -gap)))
 
     def step(self, pred_z0: Tensor, t: int, z_t: Tensor, *, generator: Generators = None) -> StepOutput:
@@ -178,26 +176,32 @@ class RespacedDDIMSampler(Sampler):
         return StepOutput(prev, pred_z0)
 
 
-SAMPLERS: dict[str, type[Sampler]] = {
-    "ddpm": DDPMSampler,
-    "ddim_gap": ReleaseDDIMGapSampler,
-    "ddim": RespacedDDIMSampler,
+def _ddpm(betas: np.ndarray, num_steps: int, eta: float, ddpm_variance: str) -> Sampler:
+    return DDPMSampler(betas, ddpm_variance)
+
+
+def _respaced_ddim(betas: np.ndarray, num_steps: int, eta: float, ddpm_variance: str) -> Sampler:
+    return RespacedDDIMSampler(betas, eta)
+
+
+def _release_ddim_gap(betas: np.ndarray, num_steps: int, eta: float, ddpm_variance: str) -> Sampler:
+    """(release) the authors' decoder switches to DDPM when asked for all T steps."""
+    if num_steps == len(betas):
+        return DDPMSampler(betas, ddpm_variance)
+    return ReleaseDDIMGapSampler(betas)
+
+
+# name -> builder(betas, num_steps, eta, ddpm_variance); each uses the options it has.
+SAMPLERS: dict[str, Callable[[np.ndarray, int, float, str], Sampler]] = {
+    "ddpm": _ddpm,
+    "ddim_gap": _release_ddim_gap,
+    "ddim": _respaced_ddim,
 }
 
 
 def build_sampler(name: str, betas: np.ndarray, num_steps: int, *, eta: float = 0.0,
                   ddpm_variance: Literal["fixed_large", "posterior"] = "fixed_large") -> Sampler:
-    """The named sampler with its timesteps set.
-
-    (release) the authors' decoder switches to DDPM when `ddim_gap` is asked for with steps == T.
-    """
-    if name not in SAMPLERS:
-        raise KeyError(f"unknown sampler '{name}' (known: {sorted(SAMPLERS)})")
-    if name == "ddpm" or (name == "ddim_gap" and num_steps == len(betas)):
-        sampler: Sampler = DDPMSampler(betas, ddpm_variance)
-    elif name == "ddim":
-        sampler = RespacedDDIMSampler(betas, eta)
-    else:
-        sampler = ReleaseDDIMGapSampler(betas)
+    """The named sampler with its timesteps set; an unknown name lists the known ones."""
+    sampler = lookup(SAMPLERS, name, "sampler")(betas, num_steps, eta, ddpm_variance)
     sampler.set_timesteps(num_steps)
     return sampler

@@ -13,6 +13,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from pipeline.lookup import lookup
+
 MAX_BETA = 0.999
 
 
@@ -62,9 +64,7 @@ SCHEDULES: dict[str, Callable[[int], np.ndarray]] = {
 
 def get_betas(name: str, num_steps: int) -> np.ndarray:
     """The (T,) float64 betas of a named schedule; an unknown name lists the known ones."""
-    if name not in SCHEDULES:
-        raise KeyError(f"unknown noise schedule '{name}' (known: {sorted(SCHEDULES)})")
-    return SCHEDULES[name](num_steps)
+    return lookup(SCHEDULES, name, "noise schedule")(num_steps)
 
 
 def alphas_cumprod(betas: np.ndarray) -> np.ndarray:

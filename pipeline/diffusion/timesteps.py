@@ -17,6 +17,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from pipeline.lookup import lookup
+
 
 class TimestepSampler(Protocol):
     """Draws training timesteps and their importance weights."""
@@ -24,16 +26,22 @@ class TimestepSampler(Protocol):
     def sample(self, batch_size: int, device: torch.device | str,
                generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]: ...
 
+    def weights(self, t: Tensor) -> Tensor: ...
+
     def update(self, t: Tensor, losses: Tensor) -> None: ...
+
+
+def _weights(probs: np.ndarray, t: Tensor) -> Tensor:
+    """Importance weights 1 / (T p_t) of timesteps t (B,): (B,) float32 on t's device."""
+    p = torch.from_numpy(probs)[t.cpu()]
+    return (1.0 / (len(probs) * p)).float().to(t.device)
 
 
 def _draw(probs: np.ndarray, batch_size: int, device: torch.device | str,
           generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
     """Draw t ~ probs and return (t (B,) long, weights 1 / (T p_t) (B,) float32)."""
-    p = torch.from_numpy(probs)
-    t = torch.multinomial(p, batch_size, replacement=True, generator=generator)
-    weights = 1.0 / (len(probs) * p[t])
-    return t.to(device), weights.float().to(device)
+    t = torch.multinomial(torch.from_numpy(probs), batch_size, replacement=True, generator=generator)
+    return t.to(device), _weights(probs, t).to(device)
 
 
 class UniformSampler(nn.Module):
@@ -49,6 +57,9 @@ class UniformSampler(nn.Module):
     def sample(self, batch_size: int, device: torch.device | str,
                generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
         return _draw(self.probabilities(), batch_size, device, generator)
+
+    def weights(self, t: Tensor) -> Tensor:
+        return _weights(self.probabilities(), t)
 
     def update(self, t: Tensor, losses: Tensor) -> None:
         """Nothing to learn."""
@@ -84,6 +95,10 @@ class LossAwareSampler(nn.Module):
     def sample(self, batch_size: int, device: torch.device | str,
                generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
         return _draw(self.probabilities(), batch_size, device, generator)
+
+    def weights(self, t: Tensor) -> Tensor:
+        """Importance weights 1 / (T p_t) of given timesteps t (B,) under the current p."""
+        return _weights(self.probabilities(), t)
 
     @torch.no_grad()
     def update(self, t: Tensor, losses: Tensor) -> None:
@@ -137,6 +152,4 @@ TIMESTEP_SAMPLERS: dict[str, type[nn.Module]] = {
 
 def build_timestep_sampler(name: str, num_steps: int) -> nn.Module:
     """The named timestep sampler for T = num_steps; an unknown name lists the known ones."""
-    if name not in TIMESTEP_SAMPLERS:
-        raise KeyError(f"unknown timestep sampler '{name}' (known: {sorted(TIMESTEP_SAMPLERS)})")
-    return TIMESTEP_SAMPLERS[name](num_steps)
+    return lookup(TIMESTEP_SAMPLERS, name, "timestep sampler")(num_steps)

@@ -17,12 +17,13 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from transformers import BertConfig
 from transformers.models.bert.modeling_bert import BertEncoder
 
 from pipeline.diffusion.process import Diffusion
-from pipeline.diffusion.rounding import NearestEmbedding
+from pipeline.diffusion.rounding import NearestEmbedding, vocab_argmax
 from pipeline.diffusion.samplers import Sampler, build_sampler, standard_normal
 from pipeline.diffusion.schedules import get_betas
 from pipeline.diffusion.timesteps import build_timestep_sampler
@@ -50,7 +51,10 @@ class EncoderConfig:
 class ModelConfig:
     """DiffuSeq's network and diffusion (spec sections 2-4). hidden_dim is d (word embeddings),
     hidden_t_dim the sinusoidal time embedding; use_plm_init loads the encoder (and position
-    embeddings, LayerNorm) from pretrained BERT `plm_name` (hub id or local folder)."""
+    embeddings, LayerNorm) from pretrained BERT `plm_name` (hub id or local folder).
+    dynamic_length pads each training batch only to its longest joint sequence (rounded up to a
+    multiple of 8) instead of seq_len; off by default, since the release trains on seq_len - the
+    pads are content the model learns to produce. Generation always runs at seq_len."""
 
     hidden_dim: int = 128
     hidden_t_dim: int = 128
@@ -61,6 +65,7 @@ class ModelConfig:
     rescale_timesteps: bool = True
     use_plm_init: bool = False
     plm_name: str = "bert-base-uncased"
+    dynamic_length: bool = False
 
 
 @dataclass(frozen=True)
@@ -79,7 +84,28 @@ class DecodeConfig:
     ddpm_variance: Literal["fixed_large", "posterior"] = "fixed_large"
     target_end: Literal["first_special", "strip_specials"] = "first_special"
     record_fractions: list[float] = field(default_factory=list)
-    batch_size: int = 64
+
+
+@dataclass
+class Denoised:
+    """What `DiffuSeq.denoise` returns.
+
+    z0: (N, L, d) the final latent. trace: {fraction: (N, L) ids decoded from x̂_0 after that
+    fraction of the steps (target positions; source ones hold [PAD])}. path: (steps + 1, N, L, d)
+    z_T then the latent after every step, when asked for (else None).
+    """
+
+    z0: Tensor
+    trace: dict[float, Tensor]
+    path: Tensor | None = None
+
+
+@dataclass
+class DiffusionOutput(GenerationOutput):
+    """GenerationOutput plus, when asked for, the latent path (steps + 1, N, L, d) of the rows
+    (source i, seed k), source-major."""
+
+    path: Tensor | None = None
 
 
 def timestep_embedding(timesteps: Tensor, dim: int, max_period: float = 10000.0) -> Tensor:
@@ -126,9 +152,9 @@ class TransformerNet(nn.Module):
         """Emb(w): (B, L) -> (B, L, d)."""
         return self.word_embedding(input_ids)
 
-    def get_logits(self, hidden: Tensor) -> Tensor:
-        """lm_head: (..., d) -> (..., V)."""
-        return self.lm_head(hidden)
+    def decode_ids(self, hidden: Tensor) -> Tensor:
+        """argmax(lm_head(hidden)) without the (N, V) logits: (N, d) -> (N,) word ids."""
+        return vocab_argmax(hidden, self.lm_head.weight, self.lm_head.bias)
 
     def forward(self, z_t: Tensor, timesteps: Tensor) -> Tensor:
         """x̂_0 = f(z_t, t). z_t: (B, L, d); timesteps: (B,) (already rescaled). Returns (B, L, d)
@@ -183,23 +209,38 @@ class DiffuSeq(Seq2Seq):
 
     def collate(self, pairs: list[Pair]) -> Batch:
         """input_ids (B, L) in the release's layout, input_mask (B, L) (0 on the source part),
-        truncated (B,) bool: whether the release's truncation rule shortened the example."""
+        truncated (B,) bool: whether the release's truncation rule shortened the example.
+        L = seq_len, or with `dynamic_length` the longest example rounded up to a multiple of 8."""
         rows = [layout_example(src, trg, self.task) for src, trg in pairs]
-        input_ids = torch.full((len(rows), self.task.seq_len), self.task.pad_id, dtype=torch.long)
-        input_mask = torch.ones((len(rows), self.task.seq_len), dtype=torch.long)
+        length = self.task.seq_len
+        if self.cfg.dynamic_length:
+            length = min(length, -(-max(len(ids) for ids, _, _ in rows) // 8) * 8)
+        input_ids = torch.full((len(rows), length), self.task.pad_id, dtype=torch.long)
+        input_mask = torch.ones((len(rows), length), dtype=torch.long)
         for i, (ids, num_source, _) in enumerate(rows):
             input_ids[i, :len(ids)] = torch.tensor(ids)
             input_mask[i, :num_source] = 0
         truncated = torch.tensor([was_cut for _, _, was_cut in rows], dtype=torch.bool)
         return {"input_ids": input_ids, "input_mask": input_mask, "truncated": truncated}
 
-    def loss(self, batch: Batch) -> dict[str, Tensor]:
+    def loss(self, batch: Batch, *, t: Tensor | None = None, emb_noise: Tensor | None = None,
+             noise: Tensor | None = None) -> dict[str, Tensor]:
         """Per-example terms (B,) and the sampled timesteps "t" (integer: `loss_groups` turns it
         into the trainer's per-quartile log); "loss" is importance-weighted by the timestep sampler, which learns from the
-        unweighted losses of training batches only (validation must not change its history)."""
+        unweighted losses of training batches only (validation must not change its history).
+        The logged-only masked NLL of x̂_0 ("nll") is computed in eval mode, i.e. on the
+        trainer's validation batches (`valid_nll`), not on every training step.
+
+        t (B,), emb_noise and noise (B, L, d): given instead of drawn (to compare with another
+        implementation step by step); given t keep the sampler's importance weights.
+        """
         input_ids, input_mask = batch["input_ids"], batch["input_mask"]
-        t, weights = self.timestep_sampler.sample(len(input_ids), input_ids.device)
-        terms = self.diffusion.losses(self.net, input_ids, input_mask, t)
+        if t is None:
+            t, weights = self.timestep_sampler.sample(len(input_ids), input_ids.device)
+        else:
+            weights = self.timestep_sampler.weights(t)
+        terms = self.diffusion.losses(self.net, input_ids, input_mask, t, emb_noise=emb_noise,
+                                      noise=noise, with_nll=not self.training)
         if self.training:
             self.timestep_sampler.update(t, terms["loss"].detach())
         terms["loss"] = terms["loss"] * weights
@@ -211,22 +252,43 @@ class DiffuSeq(Seq2Seq):
 
     @torch.no_grad()
     def generate(self, batch: Batch, seeds: list[int], source_indices: list[int],
-                 decode: DecodeConfig) -> GenerationOutput:
-        """All seeds of all sources in one reverse process (B * len(seeds) rows); candidate
-        (seed s, source i) draws all its noise from candidate_generator(s, i)."""
+                 decode: DecodeConfig, *, initial_noise: Tensor | None = None,
+                 keep_path: bool = False) -> DiffusionOutput:
+        """All seeds of all sources in one reverse process (B * len(seeds) rows, source-major);
+        candidate (seed s, source i) draws all its noise from candidate_generator(s, i).
+
+        initial_noise: (B * len(seeds), seq_len, d) z_T on target positions, given instead of
+        drawn; keep_path: also return every latent of the reverse process (`denoise`).
+        """
         device = self.net.word_embedding.weight.device
         num_seeds = len(seeds)
-        input_ids = batch["input_ids"].to(device).repeat_interleave(num_seeds, dim=0)   # (N, L)
-        input_mask = batch["input_mask"].to(device).repeat_interleave(num_seeds, dim=0)
+        input_ids, input_mask = self._full_length(batch["input_ids"], batch["input_mask"])
+        input_ids = input_ids.to(device).repeat_interleave(num_seeds, dim=0)          # (N, L)
+        input_mask = input_mask.to(device).repeat_interleave(num_seeds, dim=0)
         generators = [candidate_generator(s, i) for i in source_indices for s in seeds]
         sampler = build_sampler(decode.sampler, self.betas, decode.steps, eta=decode.eta,
                                 ddpm_variance=decode.ddpm_variance)
-        z0, trace = self.denoise(sampler, self.net.get_embeds(input_ids), input_mask, generators,
-                                 decode)
+        out = self.denoise(sampler, self.net.get_embeds(input_ids), input_mask, generators, decode,
+                           initial_noise=initial_noise, keep_path=keep_path)
         regroup = functools.partial(self._regroup, input_mask=input_mask, num_seeds=num_seeds,
                                     target_end=decode.target_end)
-        return GenerationOutput(ids=regroup(self.net.get_logits(z0).argmax(-1)),
-                                trace={f: regroup(ids) for f, ids in trace.items()})
+        return DiffusionOutput(ids=regroup(self._decode_targets(out.z0, input_mask)),
+                               trace={f: regroup(ids) for f, ids in out.trace.items()},
+                               path=out.path)
+
+    def _full_length(self, input_ids: Tensor, input_mask: Tensor) -> tuple[Tensor, Tensor]:
+        """Pad a (dynamic-length) batch to seq_len: generation always fills seq_len positions."""
+        missing = self.task.seq_len - input_ids.shape[1]
+        return (F.pad(input_ids, (0, missing), value=self.task.pad_id),
+                F.pad(input_mask, (0, missing), value=1))
+
+    def _decode_targets(self, hidden: Tensor, input_mask: Tensor) -> Tensor:
+        """argmax(lm_head(hidden)) at target positions, (N, L); source positions hold [PAD]
+        (they are never read: `_target_ids` keeps the target part only)."""
+        ids = torch.full(input_mask.shape, self.task.pad_id, dtype=torch.long, device=hidden.device)
+        is_target = input_mask.bool()
+        ids[is_target] = self.net.decode_ids(hidden[is_target])
+        return ids
 
     def _regroup(self, ids: Tensor, input_mask: Tensor, num_seeds: int,
                  target_end: str) -> list[list[list[int]]]:
@@ -235,7 +297,8 @@ class DiffuSeq(Seq2Seq):
         return [targets[i:i + num_seeds] for i in range(0, len(targets), num_seeds)]
 
     def denoise(self, sampler: Sampler, x_start: Tensor, input_mask: Tensor,
-                generators: list[torch.Generator], decode: DecodeConfig) -> tuple[Tensor, dict[float, Tensor]]:
+                generators: list[torch.Generator], decode: DecodeConfig, *,
+                initial_noise: Tensor | None = None, keep_path: bool = False) -> Denoised:
         """The reverse process (spec section 5), source re-imposed after every step.
 
         Args:
@@ -243,16 +306,18 @@ class DiffuSeq(Seq2Seq):
             x_start: (N, L, d) Emb(w) of the rows (only the source part is used).
             input_mask: (N, L) 1 on generated positions.
             generators: one per row.
-        Returns:
-            z_0 (N, L, d), and {fraction: argmax ids (N, L) of lm_head(x̂_0) at that point}.
+            initial_noise: (N, L, d) z_T on target positions; drawn from `generators` if None.
+            keep_path: keep the latent after every step (memory: steps x N x L x d floats).
         """
         is_source = (input_mask == 0).unsqueeze(-1)                                   # (N, L, 1)
         is_target = input_mask.bool()
-        z = torch.where(is_source, x_start, standard_normal(x_start, generators))
+        if initial_noise is None:
+            initial_noise = standard_normal(x_start, generators)
+        z = torch.where(is_source, x_start, initial_noise.to(x_start))
         clamp = NearestEmbedding(self.net.word_embedding.weight)
         timesteps = sampler.timesteps
         record = _record_steps(decode.record_fractions, len(timesteps))
-        trace = {}
+        trace, path = {}, [z] if keep_path else []
         for k, t in enumerate(timesteps, start=1):
             pred_z0 = self.net(z, self.diffusion.scale_timesteps(torch.full((len(z),), t, device=z.device)))
             if t >= decode.clamp_step:
@@ -261,8 +326,10 @@ class DiffuSeq(Seq2Seq):
             z = sampler.step(pred_z0, t, z, generator=generators).prev_sample
             z = torch.where(is_source, x_start, z)
             for fraction in record.get(k, ()):
-                trace[fraction] = self.net.get_logits(pred_z0).argmax(-1)
-        return z, trace
+                trace[fraction] = self._decode_targets(pred_z0, input_mask)
+            if keep_path:
+                path.append(z)
+        return Denoised(z0=z, trace=trace, path=torch.stack(path) if keep_path else None)
 
     def _target_ids(self, ids: Tensor, input_mask: Tensor, target_end: str) -> list[int]:
         """The generated target's word pieces, specials removed (spec section 5)."""

@@ -1,5 +1,7 @@
 """DiffuSeq model: layout, loss, batched generation reproducibility, anchoring, export, PLM init."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -38,13 +40,68 @@ def test_loss_terms_weights_and_all_parameters_used():
     model = _model().train()
     batch = model.collate(PAIRS)
     terms = model.loss(batch)
-    assert set(terms) >= {"loss", "mse", "tT", "rounding", "nll"}
+    assert set(terms) == {"loss", "mse", "tT", "rounding", "t"}  # "nll": validation only
     assert all(v.shape == (3,) for v in terms.values())
     assert int(model.timestep_sampler.loss_counts.sum()) == 3  # updated inside loss()
     terms["loss"].mean().backward()
     unused = [n for n, p in model.named_parameters() if p.grad is None]
     assert not unused  # DDP without find_unused_parameters needs every parameter in the graph
     assert "timestep_sampler.loss_history" in model.state_dict()
+    with torch.no_grad():
+        assert "nll" in model.eval().loss(batch)
+    assert int(model.timestep_sampler.loss_counts.sum()) == 3  # not updated in eval mode
+
+
+@torch.no_grad()
+def test_given_timesteps_and_noise_fix_the_loss():
+    model = _model()  # eval mode: no dropout
+    batch = model.collate(PAIRS)
+    gen = torch.Generator().manual_seed(0)
+    t = torch.tensor([0, 7, 19])
+    noise = {k: torch.randn(3, TASK.seq_len, CFG.hidden_dim, generator=gen) for k in ("emb_noise", "noise")}
+    first, again = (model.loss(batch, t=t, **noise) for _ in range(2))
+    for name in ("loss", "mse", "tT", "rounding"):
+        assert torch.equal(first[name], again[name])
+    assert torch.equal(first["t"], t)
+    expected = model.diffusion.losses(model.net, batch["input_ids"], batch["input_mask"], t, **noise)
+    torch.testing.assert_close(first["loss"], expected["loss"] * model.timestep_sampler.weights(t))
+    assert not torch.equal(model.loss(batch, t=t)["mse"], first["mse"])  # noise drawn otherwise
+
+
+def test_dynamic_length_pads_to_the_longest_example_and_generates_at_seq_len():
+    short = [(np.array([5, 6]), np.array([8])), (np.array([11]), np.array([12]))]
+    model = _model(dataclasses.replace(CFG, dynamic_length=True))
+    batch = model.collate(short)
+    assert batch["input_ids"].shape == (2, 8)  # longest is 8 ids (rounded up to a multiple of 8)
+    full = _model().collate(short)
+    assert torch.equal(batch["input_ids"], full["input_ids"][:, :8])
+    assert torch.equal(batch["input_mask"], full["input_mask"][:, :8])
+    assert model.collate(PAIRS)["input_ids"].shape == (3, TASK.seq_len)  # capped at seq_len
+    decode = DecodeConfig(sampler="ddim", steps=4, eta=1.0)
+    assert model.generate(batch, [1], [0, 1], decode).ids == model.generate(full, [1], [0, 1], decode).ids
+
+
+def test_given_initial_noise_and_the_latent_path():
+    model = _model()
+    batch = model.collate(PAIRS)
+    decode = DecodeConfig(sampler="ddim", steps=5)  # deterministic after z_T
+    drawn = model.generate(batch, [3, 4], [0, 1, 2], decode, keep_path=True)
+    assert drawn.path.shape == (6, 6, TASK.seq_len, CFG.hidden_dim)  # z_T, then after each step
+    # z_T on target rows is what candidate_generator(seed, source) drew: giving it changes nothing
+    given = model.generate(batch, [3, 4], [0, 1, 2], decode, initial_noise=drawn.path[0])
+    assert given.ids == drawn.ids and given.path is None
+    is_target = batch["input_mask"].repeat_interleave(2, 0).bool()
+    last = torch.full(is_target.shape, TASK.pad_id)
+    last[is_target] = model.net.decode_ids(drawn.path[-1][is_target])
+    assert model._regroup(last, batch["input_mask"].repeat_interleave(2, 0), 2, "first_special") == drawn.ids
+    other = model.generate(batch, [3, 4], [0, 1, 2], decode, initial_noise=torch.randn(drawn.path[0].shape))
+    assert other.ids != drawn.ids
+
+
+def test_decoded_ids_are_the_lm_head_argmax():
+    model = _model()
+    hidden = torch.randn(50, CFG.hidden_dim)
+    assert torch.equal(model.net.decode_ids(hidden), model.net.lm_head(hidden).argmax(-1))
 
 
 @pytest.mark.parametrize(("decode", "num_calls"), [

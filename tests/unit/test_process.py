@@ -70,3 +70,17 @@ def test_loss_under_bf16_autocast_stays_fp32():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         terms = diffusion.losses(net, ids, mask, torch.tensor([2, 9]))
     assert all(v.dtype == torch.float32 and torch.isfinite(v).all() for v in terms.values())
+
+
+def test_nll_is_optional_and_the_other_terms_do_not_depend_on_it():
+    net, diffusion = _net(), Diffusion(get_betas("sqrt", T))
+    gen = torch.Generator().manual_seed(2)
+    ids = torch.randint(0, 11, (2, 6), generator=gen)
+    mask = torch.tensor([[0, 0, 0, 1, 1, 1]] * 2)
+    noises = dict(emb_noise=torch.randn(2, 6, 4, generator=gen), noise=torch.randn(2, 6, 4, generator=gen))
+    with torch.no_grad():
+        full = diffusion.losses(net, ids, mask, torch.tensor([3, 8]), **noises)
+        lean = diffusion.losses(net, ids, mask, torch.tensor([3, 8]), with_nll=False, **noises)
+    assert set(full) - set(lean) == {"nll"}
+    for name, value in lean.items():
+        assert torch.equal(value, full[name])

@@ -11,6 +11,9 @@ from pipeline.diffusion.schedules import get_betas
 
 T = 20
 BETAS = get_betas("sqrt", T)
+# Each registered sampler's class and options, unset (the registry's builders set timesteps).
+UNSET = {"ddpm": (DDPMSampler, {}), "ddim_gap": (ReleaseDDIMGapSampler, {}),
+         "ddim": (RespacedDDIMSampler, {"eta": 1.0})}
 
 
 def _tensors(seed=0):
@@ -30,8 +33,8 @@ def _run(sampler, pred_z0, z, seed, skip_last=False):
 
 @pytest.mark.parametrize("name", sorted(SAMPLERS))
 def test_contract(name):
-    kwargs = {"eta": 1.0} if name == "ddim" else {}
-    sampler = SAMPLERS[name](BETAS, **kwargs)
+    cls, kwargs = UNSET[name]
+    sampler = cls(BETAS, **kwargs)
     pred_z0, z = _tensors()
     with pytest.raises(RuntimeError, match="set_timesteps"):
         sampler.step(pred_z0, T - 1, z)
@@ -95,3 +98,21 @@ def test_ddpm_fixed_large_variance_and_release_switch():
     torch.testing.assert_close(ddpm.step(pred_z0, 0, z).prev_sample, pred_z0)  # no noise at 0
     with pytest.raises(ValueError, match="ddim"):
         build_sampler("ddpm", BETAS, 5)
+
+
+@pytest.mark.parametrize(("name", "steps"), [("ddpm", T), ("ddim", 5), ("ddim_gap", 5)])
+def test_registry_builds_the_named_sampler_with_its_options(name, steps):
+    sampler = build_sampler(name, BETAS, steps, eta=0.5, ddpm_variance="posterior")
+    assert type(sampler) is UNSET[name][0] and len(sampler.timesteps) == steps
+    if name == "ddim":
+        assert sampler.eta == 0.5
+    if name == "ddpm":  # the posterior variance, not the release's fixed_large one
+        expected = np.exp(0.5 * Diffusion(BETAS).posterior_log_variance_clipped)
+        np.testing.assert_allclose(sampler.std, expected)
+
+
+def test_unknown_names_list_the_known_ones():
+    with pytest.raises(KeyError, match=r"unknown sampler 'dpm' \(known: \['ddim', 'ddim_gap', 'ddpm'\]\)"):
+        build_sampler("dpm", BETAS, 5)
+    with pytest.raises(KeyError, match="unknown DDPM variance 'large'"):
+        DDPMSampler(BETAS, "large")

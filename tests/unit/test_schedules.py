@@ -12,8 +12,7 @@ def test_sqrt_schedule_ends_and_beta_bounds():
     T = 2000
     betas = get_betas("sqrt", T)
     abar = alphas_cumprod(betas)
-    f = lambda s: 1 - math.sqrt(s + 1e-4)  # noqa: E731  alpha_bar(s) of the spec
-    # alpha_bar_0 = 1 - beta_0 = f(1/T) / f(0)
+    # with f(s) = 1 - sqrt(s + 1e-4), the spec's alpha_bar(s): alpha_bar_0 = 1 - beta_0 = f(1/T) / f(0)
     assert abar[0] == pytest.approx((1 - math.sqrt(1 / T + 1e-4)) / (1 - math.sqrt(1e-4)), rel=1e-12)
     # The product telescopes to f((T-1)/T) / f(0) before the last step; f(1) < 0, so the last
     # beta is clipped at 0.999 and alpha_bar_{T-1} = 0.001 * f((T-1)/T) / f(0).

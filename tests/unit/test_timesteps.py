@@ -37,6 +37,7 @@ def test_warm_probabilities_and_weights():
     np.testing.assert_allclose(sampler.probabilities(), expected, rtol=1e-12)
     t, w = sampler.sample(1000, "cpu", torch.Generator().manual_seed(0))
     np.testing.assert_allclose(w.numpy(), 1 / (T * expected[t.numpy()]), rtol=1e-6)
+    assert torch.equal(sampler.weights(t), w)  # the weights of given timesteps are the same
     assert abs(float(w.double().mean()) - 1.0) < 0.1  # importance weights average to about 1
 
 
