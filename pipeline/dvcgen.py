@@ -85,8 +85,9 @@ def record_job(cfg: Config, stage: str, **cell: str) -> str | None:
     `dvc repro` had run it, so that `dvc status`, `dvc push` and `dvc checkout` know its outputs.
 
     Safe beside other jobs (DVC's repository lock is waited for) and leaves the outputs where
-    they are (no relinking, so their times do not change). Returns a reason when nothing was
-    recorded (no DVC repository, or no generated dvc.yaml for this parameter file).
+    they are (no relinking, so their times do not change). Never raises: a failure to record
+    must not fail (and so delete) a finished job. Returns a reason when nothing was recorded (no
+    DVC repository, no generated dvc.yaml for this parameter file, or DVC's error).
     """
     location = default_location(Path(cfg.path))
     if not Path(".dvc").is_dir():
@@ -95,8 +96,12 @@ def record_job(cfg: Config, stage: str, **cell: str) -> str | None:
         return f"{location} not found (run `python -m pipeline dvc-yaml --params {cfg.path}`)"
     from dvc.repo import Repo
 
-    with Repo(".", _wait_for_lock=True) as repo:
-        repo.commit(stage_address(cfg, stage, **cell), force=True, relink=False)
+    try:
+        with Repo(".", _wait_for_lock=True) as repo:
+            repo.commit(stage_address(cfg, stage, **cell), force=True, relink=False)
+    except Exception as exc:  # noqa: BLE001 - the job's outputs are done; never lose them here
+        return f"{type(exc).__name__}: {exc} (`dvc commit {stage_address(cfg, stage, **cell)}` " \
+               "records it by hand)"
     return None
 
 
