@@ -134,8 +134,10 @@ def report(cfg: Config) -> None:
     outs = stages.stage_outputs(cfg, "report")
     metrics = {(t, s): stages.stage_outputs(cfg, "evaluate", task=t, system=s)["metrics"]
                for t, s in cfg.system_cells()}
+    sweeps = {(c["task"], c["system"]): stages.stage_outputs(cfg, "sweep", **c)["sweep"]
+              for c in stages.cells(cfg, "sweep")}
     with stage_run(cfg, "report") as tracker:
-        write_report(cfg, metrics, outs["tables"], outs["figures"], outs["curves"])
+        write_report(cfg, metrics, outs["tables"], outs["figures"], outs["curves"], sweeps)
         tracker.log_artifact(outs["tables"])
         tracker.log_artifact(outs["figures"], "figures")
 

@@ -156,6 +156,21 @@ class EvaluationConfig:
 
 
 @dataclass(frozen=True)
+class SweepConfig:
+    """What sampling quality costs (the `sweep` stage): for each listed diffusion system, BLEU of
+    one candidate and of MBR over `mbr_size` seeds, and the wall time, per point of `grid`.
+
+    A grid point is decode settings of the system's family, e.g. `{sampler: dpm_solver, steps:
+    10}`; a list of `steps` stands for one point per value; `num_sources` in a point runs it on
+    fewer test sources (e.g. 2000-step DDPM on a subset)."""
+
+    systems: list[str] = constrained(minItems=1, uniqueItems=True, items={"pattern": NAME_PATTERN})
+    grid: list[dict[str, Any]] = constrained(minItems=1)
+    num_sources: int = at_least(1, 50)
+    mbr_size: int = at_least(1, 10)
+
+
+@dataclass(frozen=True)
 class ComputeConfig:
     """Where jobs run; the engines turn this into resources (threads, GPUs, runtime)."""
 
@@ -177,6 +192,7 @@ class Config:
     sampling: SamplingConfig
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     compute: ComputeConfig = field(default_factory=ComputeConfig)
+    sweep: SweepConfig | None = None   # off unless given (it decodes the test set many times)
     # where the report stage writes tables.md and figures/: a relative path inside the project
     report_dir: str = constrained("results", pattern=r"^(?!/)(?!.*(^|/)\.\.(/|$))[^\0]+$")
     path: str = ""
@@ -269,6 +285,13 @@ def _check_consistency(cfg: Config) -> None:
     if too_large:
         raise ConfigError(f"{cfg.path}: evaluation.mbr_sizes {too_large} exceed the "
                           f"{num_seeds} sampling.seeds (a candidate set is one sample per seed)")
+    for system in (cfg.sweep.systems if cfg.sweep else []):
+        if system not in cfg.systems:
+            raise ConfigError(f"{cfg.path}: sweep.systems names '{system}', which is not under "
+                              f"systems: (known: {sorted(cfg.systems)})")
+    if cfg.sweep and cfg.sweep.mbr_size > num_seeds:
+        raise ConfigError(f"{cfg.path}: sweep.mbr_size = {cfg.sweep.mbr_size} exceeds the "
+                          f"{num_seeds} sampling.seeds")
     if cfg.evaluation.diversity_k > num_seeds:
         raise ConfigError(f"{cfg.path}: evaluation.diversity_k = {cfg.evaluation.diversity_k} "
                           f"exceeds the {num_seeds} sampling.seeds")

@@ -47,14 +47,14 @@ def dvc_stage(cfg: Config, stage: str, cell: dict[str, str], wdir: str | None) -
                        | set(stages.code_files(cfg, stage, **cell))),
         "params": [{params_path: stages.param_keys(cfg, stage, **cell)}],
     })
-    plain = [str(p) for role, p in outs.items() if role not in spec.metrics + spec.plots]
+    plain = [str(p) for role, p in outs.items() if role not in (*spec.metrics, *spec.plots)]
     if plain:
         entry["outs"] = plain
     if spec.metrics:
         entry["metrics"] = [{str(outs[role]): {"cache": False}} for role in spec.metrics]
     if spec.plots:
-        entry["plots"] = [{str(outs[role]): {"cache": False, "x": "size", "y": "bleu"}}
-                          for role in spec.plots]
+        entry["plots"] = [{str(outs[role]): {"cache": False, "x": x, "y": y}}
+                          for role, (x, y) in spec.plots.items()]
     return entry
 
 

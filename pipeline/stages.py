@@ -24,7 +24,7 @@ from __future__ import annotations
 import ast
 import functools
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -48,9 +48,10 @@ class Stage:
     outs: dict[str, str]                        # role -> path template
     code: tuple[str, ...] = ()                  # entry modules; their pipeline imports count too
     metrics: tuple[str, ...] = ()               # roles among outs that are metrics files
-    plots: tuple[str, ...] = ()                 # roles among outs that are plot data (dvc plots)
+    plots: dict[str, tuple[str, str]] = field(default_factory=dict)  # plot data role -> (x, y)
     directories: tuple[str, ...] = ()           # roles among outs that are folders
     params: tuple[str, ...] = ()                # the parameter keys it reads (cell templates)
+    uses_family: bool = False                   # runs the system's model family (its code counts)
 
     def paths(self, role_paths: dict[str, str], report_dir: str = "results",
               **cell: str) -> dict[str, Path]:
@@ -82,10 +83,16 @@ STAGES: dict[str, Stage] = {s.name: s for s in [
           params=("tasks.{task}.tokenizer", "tasks.{task}.seq_len", "tasks.{task}.on_bad_line")),
     Stage("train", ("task", "system"), deps={"data": PROCESSED}, outs={"model": f"{RUN}/model"},
           code=("pipeline.train",), directories=("model",),
-          params=(*SYSTEM_RUN, "systems.{system}.train")),
+          params=(*SYSTEM_RUN, "systems.{system}.train"), uses_family=True),
     Stage("sample", ("task", "system"), deps={"data": PROCESSED, "model": f"{RUN}/model"},
           outs={"samples": f"{RUN}/samples"}, code=("pipeline.generate",),
-          directories=("samples",), params=(*SYSTEM_RUN, "systems.{system}.decode", "sampling")),
+          directories=("samples",), params=(*SYSTEM_RUN, "systems.{system}.decode", "sampling"),
+          uses_family=True),
+    Stage("sweep", ("task", "system"), deps={"data": PROCESSED, "model": f"{RUN}/model"},
+          outs={"sweep": f"{RUN}/sampler_sweep.json"}, code=("pipeline.diffusion.sweep",),
+          plots={"sweep": ("steps", "bleu_single")},
+          params=(*SYSTEM_RUN, "systems.{system}.decode", "sweep", "sampling.seeds"),
+          uses_family=True),
     Stage("evaluate", ("task", "system"), deps={"samples": f"{RUN}/samples", "data": PROCESSED},
           outs={"metrics": f"{RUN}/metrics.json"}, code=("pipeline.evaluate",),
           metrics=("metrics",),
@@ -94,7 +101,8 @@ STAGES: dict[str, Stage] = {s.name: s for s in [
     Stage("report", (), deps={},
           outs={"tables": "{report_dir}/tables.md", "figures": "{report_dir}/figures",
                 "curves": "{report_dir}/plots/bleu_vs_candidates.json"},
-          code=("pipeline.report.tables",), directories=("figures",), plots=("curves",),
+          code=("pipeline.report.tables",), directories=("figures",),
+          plots={"curves": ("size", "bleu")},
           params=("scale", "tasks", "systems", "sampling.seeds", "evaluation", "report_dir")),
 ]}
 
@@ -105,6 +113,7 @@ STAGE_HELP = {
     "train": "train one system on one task (resumes from its last checkpoint)",
     "sample": "generate the candidate sets (one file per seed) for the test set",
     "evaluate": "metrics, MBR and diversity of one system's samples -> metrics.json",
+    "sweep": "BLEU and wall time of a diffusion system per sampler and number of steps",
     "report": "results/tables.md and results/figures/ from all metrics files",
 }
 
@@ -129,6 +138,8 @@ def stage_inputs(cfg: Config, stage: str, **cell: str) -> dict[str, Path]:
     if stage == "report":
         deps = {f"metrics:{t}/{s}": STAGES["evaluate"].outputs(task=t, system=s)["metrics"]
                 for t, s in cfg.system_cells()}
+        deps.update({f"sweep:{c['task']}/{c['system']}": STAGES["sweep"].outputs(**c)["sweep"]
+                     for c in cells(cfg, "sweep")})
     return deps
 
 
@@ -142,6 +153,9 @@ def cells(cfg: Config, stage: str) -> list[dict[str, str]]:
     wildcards = STAGES[stage].wildcards
     if wildcards == ("task",):
         return [{"task": t} for t in cfg.tasks]
+    if stage == "sweep":
+        swept = cfg.sweep.systems if cfg.sweep else []
+        return [{"task": t, "system": s} for t, s in cfg.system_cells() if s in swept]
     if wildcards == ("task", "system"):
         return [{"task": t, "system": s} for t, s in cfg.system_cells()
                 if stage != "train" or is_trainable(cfg, s)]
@@ -189,7 +203,7 @@ def record_command(stage: str, **cell: str) -> str:
 def code_files(cfg: Config, stage: str, root: Path = Path("."), **cell: str) -> list[str]:
     """The source files that compute a job's outputs (the rule in the module docstring)."""
     modules = list(STAGES[stage].code)
-    if stage in ("train", "sample") and "system" in cell:
+    if STAGES[stage].uses_family:
         modules.append(f"pipeline.models.{cfg.systems[cell['system']].family}")
     return sorted(str(p) for p in _import_closure(tuple(modules), Path(root)))
 

@@ -3,7 +3,11 @@
 - bleu_vs_candidates.png: BLEU of the MBR output against candidate-set size (one panel per task);
 - quality_diversity.png: BLEU against div-4 per system (one panel per task);
 - stepwise.png: BLEU and div-4 of the intermediate outputs against % of generation steps;
-- inference_time.png: wall time of the test-set generation per system.
+- inference_time.png: wall time of the test-set generation per system;
+- quality_vs_steps.png: BLEU against sampling steps and against seconds, a line per (system,
+  sampler), from the `sweep` stage (the cost of quality);
+- convergence.png: validation BLEU of a fixed cheap decode against training steps and training
+  seconds, a line per system whose family probes its checkpoints.
 A figure without data is still written and says so in the image, so the set of files is fixed.
 """
 
@@ -104,11 +108,57 @@ def inference_time(by_task: Metrics) -> plt.Figure:
     return fig
 
 
+def _sweep_lines(by_task: Metrics) -> dict[str, list[dict[str, Any]]]:
+    """label "task: system, sampler" -> its sweep records (metrics rows carry "sampler_sweep")."""
+    lines: dict[str, list[dict[str, Any]]] = {}
+    for task, rows in by_task.items():
+        for m in rows:
+            for record in m.get("sampler_sweep", []):
+                name = record["sampler"] + (f" eta {record['eta']}" if record.get("eta") else "")
+                lines.setdefault(f"{task}: {_label(m)}, {name}", []).append(record)
+    return {k: sorted(v, key=lambda r: r["steps"]) for k, v in lines.items()}
+
+
+def quality_vs_steps(by_task: Metrics) -> plt.Figure:
+    """Single-candidate BLEU against the number of sampling steps and against wall seconds."""
+    fig, axes = _panels(2, "What sampling quality costs: BLEU vs steps and vs time")
+    lines = _sweep_lines(by_task)
+    for ax, key, name in zip(axes, ("steps", "wall_s"), ("sampling steps", "seconds (all seeds)")):
+        if not lines:
+            _no_data(ax, "no sampler sweep (a `sweep:` block in the parameters)")
+            continue
+        for label, records in lines.items():
+            ax.plot([r[key] for r in records], [r["bleu_single"] for r in records], marker="o",
+                    label=label)
+        ax.set(xscale="log", xlabel=name, ylabel="BLEU (one candidate)")
+        ax.legend(fontsize="x-small")
+    return fig
+
+
+def convergence(by_task: Metrics) -> plt.Figure:
+    """Validation BLEU of the probe decode at each checkpoint, against steps and seconds."""
+    fig, axes = _panels(2, "Convergence: validation BLEU of a fixed cheap decode")
+    curves = [(f"{task}: {_label(m)}", m["convergence"]) for task, rows in by_task.items()
+              for m in rows if m.get("convergence")]
+    for ax, key, name in zip(axes, ("step", "train_s"), ("training steps", "training seconds")):
+        if not curves:
+            _no_data(ax, "no system probed its checkpoints")
+            continue
+        for label, records in curves:
+            ax.plot([r[key] for r in records], [r["bleu"] for r in records], marker=".",
+                    label=label)
+        ax.set(xlabel=name, ylabel="validation BLEU")
+        ax.legend(fontsize="small")
+    return fig
+
+
 FIGURES: dict[str, Callable[[Metrics], plt.Figure]] = {
     "bleu_vs_candidates.png": bleu_vs_candidates,
     "quality_diversity.png": quality_diversity,
     "stepwise.png": stepwise,
     "inference_time.png": inference_time,
+    "quality_vs_steps.png": quality_vs_steps,
+    "convergence.png": convergence,
 }
 
 

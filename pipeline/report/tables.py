@@ -215,7 +215,8 @@ def mbr_curve_records(by_task: dict[str, list[dict[str, Any]]]) -> list[dict[str
 
 
 def write_report(cfg: Config, metrics_paths: dict[tuple[str, str], Path], tables_path: Path,
-                 figures_dir: Path, curves_path: Path | None = None) -> None:
+                 figures_dir: Path, curves_path: Path | None = None,
+                 sweep_paths: dict[tuple[str, str], Path] | None = None) -> None:
     """Write results/tables.md, the figures and the plot data, each atomically, from the metrics.
 
     Args:
@@ -224,8 +225,14 @@ def write_report(cfg: Config, metrics_paths: dict[tuple[str, str], Path], tables
         tables_path: the markdown file to write.
         figures_dir: the folder of PNG figures (replaced as a whole).
         curves_path: JSON records of BLEU vs candidate-set size (for `dvc plots`), if wanted.
+        sweep_paths: (task, system) -> its sampler sweep JSON, for the systems swept.
     """
     by_task = load_metrics(cfg, metrics_paths)
+    for task, rows in by_task.items():
+        for m in rows:
+            path = (sweep_paths or {}).get((task, m["system"]))
+            if path is not None:
+                m["sampler_sweep"] = json.loads(Path(path).read_text())
     plots.write_figures(by_task, Path(figures_dir))
     if curves_path is not None:
         write_json(Path(curves_path), mbr_curve_records(by_task))

@@ -135,3 +135,20 @@ def test_missing_metrics_file_is_named(tmp_path, monkeypatch):
         cfg = make_config({"own": ["tiny"]})
         write_report(cfg, metrics_paths(cfg), tmp_path / "tables.md", tmp_path / "figures")
     assert not (tmp_path / "tables.md").exists()
+
+
+def test_sweep_and_convergence_figures_draw_a_line_per_system_and_sampler():
+    from pipeline.report import plots
+
+    sweep = [{"sampler": s, "steps": n, "eta": 1.0 if s == "ddim" else 0.0, "bleu_single": n / 100,
+              "wall_s": n / 10} for s in ("ddim", "dpm_solver") for n in (1, 5, 20)]
+    curve = [{"step": k * 250, "train_s": k * 60.0, "bleu": k / 10} for k in range(1, 5)]
+    by_task = {"t": [{"system": "a", "label": "A", "sampler_sweep": sweep, "convergence": curve},
+                     {"system": "b", "label": "B", "convergence": curve[:2]}]}
+    steps_fig = plots.quality_vs_steps(by_task)
+    assert [len(ax.get_lines()) for ax in steps_fig.axes] == [2, 2]
+    assert sorted(line.get_label() for line in steps_fig.axes[0].get_lines()) == [
+        "t: A, ddim eta 1.0", "t: A, dpm_solver"]
+    assert [len(ax.get_lines()) for ax in plots.convergence(by_task).axes] == [2, 2]
+    empty = plots.quality_vs_steps({"t": [{"system": "b"}]})
+    assert all(not ax.get_lines() for ax in empty.axes)

@@ -83,7 +83,7 @@ def rule_threads(stage):
 
 def rule_gpus(stage):
     def gpus(wildcards):
-        if stage not in ("train", "sample") or CFG.compute.gpus_per_job == 0:
+        if not S.STAGES[stage].uses_family or CFG.compute.gpus_per_job == 0:
             return 0
         train = CFG.systems[wildcards.system].train
         return max(CFG.compute.gpus_per_job, train.num_processes if train else 1)
