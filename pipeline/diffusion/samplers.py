@@ -5,14 +5,15 @@ Contract (after diffusers' schedulers): `set_timesteps(num_steps)` fixes the vis
 visited step t into the next sample. `step` never loops and never calls the network; the loop,
 with source anchoring and clamping, is `pipeline.models.diffuseq.DiffuSeq.generate`. Randomness
 comes only from the `generator` argument: one torch.Generator, or one per row of the batch
-(so that each row's noise depends on its own stream only).
+(so that each row's noise depends on its own stream only). A multistep solver keeps its history
+on the object: a trajectory starts after `set_timesteps` and visits `timesteps` in order.
 
 Notation: alpha_bar_t -> `alphas_cumprod[t]`, x̂_0 -> `pred_z0`, z_t -> `z_t`, eps -> `eps`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -29,6 +30,7 @@ Generators = torch.Generator | Sequence[torch.Generator] | None
 class StepOutput:
     prev_sample: Tensor   # z at the next visited timestep, (B, L, D)
     pred_z0: Tensor       # (B, L, D)
+    noise_std: float = 0.0  # std of the Gaussian noise the step added (scales v2's discrete noise)
 
 
 def standard_normal(like: Tensor, generator: Generators) -> Tensor:
@@ -114,7 +116,8 @@ class DDPMSampler(Sampler):
         mean = float(p.posterior_mean_coef1[t]) * pred_z0 + float(p.posterior_mean_coef2[t]) * z_t
         if t == 0:
             return StepOutput(mean, pred_z0)
-        return StepOutput(mean + float(self.std[t]) * standard_normal(z_t, generator), pred_z0)
+        std = float(self.std[t])
+        return StepOutput(mean + std * standard_normal(z_t, generator), pred_z0, std)
 
 
 class ReleaseDDIMGapSampler(Sampler):
@@ -175,18 +178,28 @@ class RespacedDDIMSampler(Sampler):
                 + float(np.sqrt(max(1.0 - a_s - sigma**2, 0.0))) * eps)
         if sigma > 0:
             prev = prev + float(sigma) * standard_normal(z_t, generator)
-        return StepOutput(prev, pred_z0)
+        return StepOutput(prev, pred_z0, float(sigma))
 
 
-SAMPLERS: dict[str, type[Sampler]] = {
+def dpm_solver_pp(betas: np.ndarray, order: int = 2) -> Sampler:
+    """DPM-Solver++ (`pipeline.diffusion.dpm_solver`), imported on first use: importing diffusers
+    takes seconds, which no other sampler should pay."""
+    from pipeline.diffusion.dpm_solver import DPMSolverPlusPlusSampler
+
+    return DPMSolverPlusPlusSampler(betas, order)
+
+
+SAMPLERS: dict[str, Callable[..., Sampler]] = {
     "ddpm": DDPMSampler,
     "ddim_gap": ReleaseDDIMGapSampler,
     "ddim": RespacedDDIMSampler,
+    "dpm_solver++": dpm_solver_pp,
 }
 
 
 def build_sampler(name: str, betas: np.ndarray, num_steps: int, *, eta: float = 0.0,
-                  ddpm_variance: Literal["fixed_large", "posterior"] = "fixed_large") -> Sampler:
+                  ddpm_variance: Literal["fixed_large", "posterior"] = "fixed_large",
+                  solver_order: int = 2) -> Sampler:
     """The named sampler with its timesteps set.
 
     (release) the authors' decoder switches to DDPM when `ddim_gap` is asked for with steps == T.
@@ -197,6 +210,8 @@ def build_sampler(name: str, betas: np.ndarray, num_steps: int, *, eta: float = 
         sampler: Sampler = DDPMSampler(betas, ddpm_variance)
     elif name == "ddim":
         sampler = RespacedDDIMSampler(betas, eta)
+    elif name == "dpm_solver++":
+        sampler = dpm_solver_pp(betas, solver_order)
     else:
         sampler = ReleaseDDIMGapSampler(betas)
     sampler.set_timesteps(num_steps)

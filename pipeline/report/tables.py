@@ -23,8 +23,9 @@ PAPER_TABLE = Path(__file__).with_name("paper_table1.tsv")
 FLOOR_FAMILIES = ("copy_source", "random_target")
 
 # family -> the paper row it reproduces. GPT-2 has two rows; the size in the system's label picks one.
-PAPER_SYSTEMS: dict[str, Callable[[str], str]] = {
-    "diffuseq": lambda label: "DiffuSeq",
+# DiffuSeq-v2 (the follow-up paper) has no row in this paper's Table 1.
+PAPER_SYSTEMS: dict[str, Callable[[str], str | None]] = {
+    "diffuseq": lambda label: None if "v2" in label.lower() else "DiffuSeq",
     "gru_attention": lambda label: "GRU-attention",
     "transformer": lambda label: "Transformer-base",
     "gpt2": lambda label: "GPT2-large FT" if "large" in label.lower() else "GPT2-base FT",

@@ -54,6 +54,8 @@ def test_paper_mapping_and_table_copy():
     assert paper_system("gpt2", "GPT2-large (from scratch)") == "GPT2-large FT"
     assert paper_system("gpt2", "GPT-2 base") == "GPT2-base FT"
     assert paper_system("levt", "") == "NAR-LevT"
+    assert paper_system("diffuseq", "DiffuSeq") == "DiffuSeq"
+    assert paper_system("diffuseq", "DiffuSeq-v2") is None
     assert paper_system("copy_source", "copy source") is None
 
 
