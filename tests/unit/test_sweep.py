@@ -45,7 +45,8 @@ def test_sampler_sweep_records_every_point(toy):
                                                                         clamp_step=20), 4)
     assert records[1]["bleu_single"] == single_candidate_bleu(candidates, data.references)
     assert records[1]["bleu_mbr"] == mbr_bleu(candidates, data.references)
-    assert all(r["wall_s"] > 0 and r["num_sources"] == 4 and r["mbr_size"] == 3 for r in records)
+    assert all(r["wall_s"] > 0 and r["cpu_s"] > 0 and r["num_sources"] == 4 and r["mbr_size"] == 3
+               for r in records)
     too_few = sampler_sweep(model, data, DecodeConfig(), [("dpm_solver++", 2)], seeds=[1], batch_size=4)
     assert too_few[0]["bleu_mbr"] is None
 
