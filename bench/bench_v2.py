@@ -9,8 +9,9 @@
 
 `convergence` trains exactly as the train stage does (same seed, config and data order; the probe
 uses no global random state), writes `<out>/<system>/convergence.json` (per probe: step, training
-wall seconds without the probes, train loss, BLEU of the common cheap decode "DPM-Solver++ 10
-steps" and of the system's own decode on validation sources) and the final model folder;
+wall seconds without the probes, train loss, BLEU of two common cheap decodes "DPM-Solver++ 10
+steps" and "DDIM eta 1, 20 steps" and of the system's own decode on validation sources) and the
+final model folder;
 training wall and CPU seconds exclude the probes.
 `sweep` prints and writes `<out>/sweep.json`: per model, single-candidate and MBR@10 BLEU with
 the cost (wall and process CPU seconds) of 10 seeds batched for each fast sampler point, and
@@ -38,14 +39,17 @@ from pipeline.diffusion.sweep import (EvalSet, decode_bleu, generate_texts, load
 from pipeline.models.registry import family_spec
 from pipeline.train import fit
 
-FAST_GRID = [("dpm_solver++", 5), ("dpm_solver++", 10), ("dpm_solver++", 20), ("ddim", 20)]
+FAST_GRID = [{"sampler": "dpm_solver++", "steps": n, "solver_order": 2} for n in (5, 10, 20)] + [
+    {"sampler": "ddim", "steps": n, "eta": 1.0} for n in (20, 100)]
 PAPER_SEEDS = 10
 
 
 def _probe_decodes(decode) -> dict[str, object]:
-    """The common cheap decode and the system's own, without step traces."""
+    """Two common cheap decodes (deterministic DPM-Solver++, 10 steps; stochastic DDIM, eta 1,
+    20 steps) and the system's own, without step traces; each keeps the system's clamping."""
     own = dataclasses.replace(decode, record_fractions=[])
     return {"dpm10": dataclasses.replace(own, sampler="dpm_solver++", steps=10, solver_order=2),
+            "ddim20": dataclasses.replace(own, sampler="ddim", steps=20, eta=1.0),
             "own": own}
 
 
@@ -124,7 +128,8 @@ def sweep(args: argparse.Namespace) -> None:
               f"{paper['wall_s_per_run']} s wall, {paper['cpu_s_per_run']} s CPU -> 10 runs "
               f"{paper['wall_s_10_runs_extrapolated']:.1f} s wall, {paper['cpu_s_10_runs_extrapolated']:.1f} s CPU")
         for row in fast:
-            print(f"  {row['sampler']:13s} {row['steps']:3d} steps, 10 seeds batched: BLEU single "
+            print(f"  {row['sampler']:13s} {row['steps']:3d} steps (eta {row.get('eta', 0)}), 10 seeds "
+                  f"batched: BLEU single "
                   f"{row['bleu_single']:.4f}  MBR@10 {row['bleu_mbr']:.4f}  {row['wall_s']:7.2f} s wall "
                   f"({paper['wall_s_10_runs_extrapolated'] / row['wall_s']:5.0f}x less than 10 DDPM runs), "
                   f"{row['cpu_s']:7.2f} s CPU ({paper['cpu_s_10_runs_extrapolated'] / row['cpu_s']:5.0f}x)",

@@ -1,4 +1,4 @@
-"""What sampling quality costs: BLEU against sampler, steps and wall time for a trained diffusion
+"""What sampling quality costs: BLEU against sampler, steps and time for a trained diffusion
 model, and the cheap decode BLEU used to follow training (convergence).
 
 Plain functions over a trained model and an evaluation set; the sweep and convergence products of
@@ -86,27 +86,28 @@ def decode_bleu(model: Seq2Seq, data: EvalSet, decode: Any, seeds: Sequence[int]
     return single_candidate_bleu(candidates, data.references)
 
 
-def sampler_sweep(model: Seq2Seq, data: EvalSet, base_decode: Any, grid: Sequence[tuple[str, int]],
+def sampler_sweep(model: Seq2Seq, data: EvalSet, base_decode: Any, grid: Sequence[dict[str, Any]],
                   seeds: list[int], batch_size: int, mbr_size: int = 10) -> list[dict[str, Any]]:
-    """BLEU and wall time per (sampler, steps) of `grid` for one model.
+    """BLEU and cost per point of `grid` for one model.
 
     Args:
-        base_decode: the family's DecodeConfig; each point replaces its sampler and steps.
+        base_decode: the family's DecodeConfig.
+        grid: points, each the DecodeConfig fields it changes, e.g. {"sampler": "ddim",
+            "steps": 20, "eta": 1.0}.
         seeds: the candidate seeds (all generated in one batched run per point).
         mbr_size: MBR over the first `mbr_size` seeds' candidates (skipped with fewer seeds).
 
     Returns:
-        One record per point: sampler, steps, bleu_single, bleu_mbr (None with fewer seeds than
+        One record per point: its fields, bleu_single, bleu_mbr (None with fewer seeds than
         mbr_size), mbr_size, wall_s and cpu_s (all candidates), num_sources, seeds.
     """
     records = []
-    for sampler, steps in grid:
-        decode = dataclasses.replace(base_decode, sampler=sampler, steps=steps)
+    for point in grid:
+        decode = dataclasses.replace(base_decode, **point)
         candidates, cost = generate_texts(model, data, seeds, decode, batch_size)
         mbr_score = (mbr_bleu([row[:mbr_size] for row in candidates], data.references)
                      if len(seeds) >= mbr_size else None)
-        records.append({"sampler": sampler, "steps": steps,
-                        "bleu_single": single_candidate_bleu(candidates, data.references),
+        records.append({**point, "bleu_single": single_candidate_bleu(candidates, data.references),
                         "bleu_mbr": mbr_score, "mbr_size": mbr_size, **cost,
                         "num_sources": len(data.pairs), "seeds": list(seeds)})
     return records

@@ -38,16 +38,18 @@ def toy(tmp_path_factory):
 def test_sampler_sweep_records_every_point(toy):
     model, data = toy
     assert len(data.pairs) == len(data.references) == 4 and all(len(t) == 0 for _, t in data.pairs)
-    records = sampler_sweep(model, data, DecodeConfig(clamp_step=20), [("dpm_solver++", 3), ("ddim", 4)],
-                            seeds=[1, 2, 3], batch_size=2, mbr_size=3)
+    grid = [{"sampler": "dpm_solver++", "steps": 3}, {"sampler": "ddim", "steps": 4, "eta": 1.0}]
+    records = sampler_sweep(model, data, DecodeConfig(clamp_step=20), grid, seeds=[1, 2, 3],
+                            batch_size=2, mbr_size=3)
     assert [(r["sampler"], r["steps"]) for r in records] == [("dpm_solver++", 3), ("ddim", 4)]
-    candidates, _ = generate_texts(model, data, [1, 2, 3], DecodeConfig(sampler="ddim", steps=4,
+    candidates, _ = generate_texts(model, data, [1, 2, 3], DecodeConfig(sampler="ddim", steps=4, eta=1.0,
                                                                         clamp_step=20), 4)
     assert records[1]["bleu_single"] == single_candidate_bleu(candidates, data.references)
     assert records[1]["bleu_mbr"] == mbr_bleu(candidates, data.references)
     assert all(r["wall_s"] > 0 and r["cpu_s"] > 0 and r["num_sources"] == 4 and r["mbr_size"] == 3
                for r in records)
-    too_few = sampler_sweep(model, data, DecodeConfig(), [("dpm_solver++", 2)], seeds=[1], batch_size=4)
+    too_few = sampler_sweep(model, data, DecodeConfig(), [{"sampler": "dpm_solver++", "steps": 2}],
+                            seeds=[1], batch_size=4)
     assert too_few[0]["bleu_mbr"] is None
 
 
