@@ -123,10 +123,13 @@ def sweep(args: argparse.Namespace) -> None:
         _warm_up(model, data, decode)
         paper = _paper_procedure(model, data, decode, seeds[:args.ddpm_seeds], args.sources)
         fast = sampler_sweep(model, data, decode, FAST_GRID, seeds, args.sources)
-        report["models"][system] = {"fast": fast, "ddpm_paper_procedure": paper}
-        print(f"{system}: DDPM 2000 steps, one run per seed: BLEU {paper['bleu_single']:.4f}; per run "
+        report["models"][path] = {"system": system, "fast": fast, "ddpm_paper_procedure": paper}
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        (Path(args.out) / "sweep.json").write_text(json.dumps(report, indent=1))  # after each model
+        print(f"{system} ({path}): DDPM 2000 steps, one run per seed: BLEU {paper['bleu_single']:.4f}; per run "
               f"{paper['wall_s_per_run']} s wall, {paper['cpu_s_per_run']} s CPU -> 10 runs "
-              f"{paper['wall_s_10_runs_extrapolated']:.1f} s wall, {paper['cpu_s_10_runs_extrapolated']:.1f} s CPU")
+              f"{paper['wall_s_10_runs_extrapolated']:.1f} s wall, {paper['cpu_s_10_runs_extrapolated']:.1f} s CPU",
+              flush=True)
         for row in fast:
             print(f"  {row['sampler']:13s} {row['steps']:3d} steps (eta {row.get('eta', 0)}), 10 seeds "
                   f"batched: BLEU single "
@@ -134,8 +137,6 @@ def sweep(args: argparse.Namespace) -> None:
                   f"({paper['wall_s_10_runs_extrapolated'] / row['wall_s']:5.0f}x less than 10 DDPM runs), "
                   f"{row['cpu_s']:7.2f} s CPU ({paper['cpu_s_10_runs_extrapolated'] / row['cpu_s']:5.0f}x)",
                   flush=True)
-    Path(args.out).mkdir(parents=True, exist_ok=True)
-    (Path(args.out) / "sweep.json").write_text(json.dumps(report, indent=1))
 
 
 def main() -> None:
