@@ -121,7 +121,7 @@ class SystemConfig:
     model: dict[str, Any] = field(default_factory=dict)
     train: TrainConfig | None = None
     decode: dict[str, Any] = field(default_factory=dict)
-    paper_system: str | None = None    # its row of the paper's Table 1 (default: the family's)
+    paper_system: str | None = None    # its row of the paper's Table 1 (null: the family's; "": none)
 
 
 @dataclass(frozen=True)

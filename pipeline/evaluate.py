@@ -237,7 +237,7 @@ def evaluate_system(cfg: Config, task: str, system: str, samples_dir: Path, data
     info = generation_info(samples_dir)
     result.update(generation=info, decode_method=info.get("decode_method"),
                   generation_seconds=info.get("wall_s"), pretrained=info.get("pretrained"),
-                  paper_system=cfg.systems[system].paper_system or info.get("paper_system"),
+                  paper_system=_paper_system(cfg.systems[system].paper_system, info),
                   paper_scale=bool(info.get("paper_scale")), is_floor=bool(info.get("is_floor")))
     rates = degenerate_rates([list(row) for row in zip(*samples.recovers)], samples.sources)
     result["degenerate"] = {**rates, "flags": [] if result["is_floor"] else flags(rates)}
@@ -247,6 +247,11 @@ def evaluate_system(cfg: Config, task: str, system: str, samples_dir: Path, data
     result["timing"] = {**timings, "total_s": time.perf_counter() - start}
     write_json(Path(out_path), result)
     return result
+
+
+def _paper_system(configured: str | None, info: dict[str, Any]) -> str | None:
+    """The system's `paper_system:` ("" for none), else its family's default row."""
+    return (info.get("paper_system") if configured is None else configured) or None
 
 
 def _metrics(cfg: Config, task: str, system: str, samples: Samples,

@@ -9,7 +9,7 @@ DiffuSeq §3 / spec sections 3-4; the schedule arithmetic follows improved-diffu
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import torch
@@ -17,6 +17,9 @@ from torch import Tensor, nn
 
 from pipeline.diffusion.schedules import alphas_cumprod
 from pipeline.diffusion.vocab_ce import vocab_nll
+
+if TYPE_CHECKING:
+    from pipeline.diffusion.absorbing import AbsorbingState
 
 
 class Denoiser(Protocol):
@@ -107,7 +110,8 @@ class Diffusion:
 
     def losses(self, net: Denoiser, input_ids: Tensor, input_mask: Tensor, t: Tensor, *,
                emb_noise: Tensor | None = None, noise: Tensor | None = None,
-               with_nll: bool = True) -> dict[str, Tensor]:
+               with_nll: bool = True, absorbing: AbsorbingState | None = None
+               ) -> dict[str, Tensor]:
         """DiffuSeq's three-term objective per example (spec section 4), unweighted.
 
         Args:
@@ -117,13 +121,17 @@ class Diffusion:
             t: (B,) integer timesteps.
             emb_noise, noise: optional (B, L, D) standard normals for z_0 and z_t (drawn if None).
             with_nll: also compute "nll" (up to a quarter of the rounding term's cost).
+            absorbing: DiffuSeq-v2's absorbing state: z_t is then noised around it, with its
+                discrete noise (`AbsorbingState.q_sample`); the three terms are unchanged.
         Returns:
             dict of (B,) fp32 tensors: "mse", "tT", "rounding", "loss" = mse + tT + rounding, and
             with `with_nll` "nll" (masked CE of lm_head(x̂_0), logged only, no gradient).
         """
         emb = net.get_embeds(input_ids).float()                                   # (B, L, D)
         z0 = self.embed_z0(emb, torch.randn_like(emb) if emb_noise is None else emb_noise)
-        z_t = self.q_sample(z0, t, torch.randn_like(z0) if noise is None else noise, input_mask)
+        noise = torch.randn_like(z0) if noise is None else noise
+        z_t = (self.q_sample(z0, t, noise, input_mask) if absorbing is None
+               else absorbing.q_sample(self, z0, t, noise, input_mask))
         pred_z0 = net(z_t, self.scale_timesteps(t)).float()                      # (B, L, D)
         # (release) at t == 0 the target is the noiseless embedding Emb(w), not z_0.
         mse = torch.where(t == 0, mean_flat((pred_z0 - emb) ** 2), mean_flat((pred_z0 - z0) ** 2))

@@ -5,7 +5,8 @@ Contract (after diffusers' schedulers): `set_timesteps(num_steps)` fixes the vis
 visited step t into the next sample. `step` never loops and never calls the network; the loop,
 with source anchoring and clamping, is `pipeline.models.diffuseq.DiffuSeq.generate`. Randomness
 comes only from the `generator` argument: one torch.Generator, or one per row of the batch
-(so that each row's noise depends on its own stream only).
+(so that each row's noise depends on its own stream only). A multistep solver keeps its history
+on the object: a trajectory starts after `set_timesteps` and visits `timesteps` in order.
 
 Notation: alpha_bar_t -> `alphas_cumprod[t]`, x̂_0 -> `pred_z0`, z_t -> `z_t`, eps -> `eps`.
 """
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -30,6 +31,7 @@ Generators = torch.Generator | Sequence[torch.Generator] | None
 class StepOutput:
     prev_sample: Tensor   # z at the next visited timestep, (B, L, D)
     pred_z0: Tensor       # (B, L, D)
+    noise_std: float = 0.0  # std of the Gaussian noise the step added (scales v2's discrete noise)
 
 
 def standard_normal(like: Tensor, generator: Generators) -> Tensor:
@@ -113,7 +115,8 @@ class DDPMSampler(Sampler):
         mean = float(p.posterior_mean_coef1[t]) * pred_z0 + float(p.posterior_mean_coef2[t]) * z_t
         if t == 0:
             return StepOutput(mean, pred_z0)
-        return StepOutput(mean + float(self.std[t]) * standard_normal(z_t, generator), pred_z0)
+        std = float(self.std[t])
+        return StepOutput(mean + std * standard_normal(z_t, generator), pred_z0, std)
 
 
 class ReleaseDDIMGapSampler(Sampler):
@@ -173,35 +176,48 @@ class RespacedDDIMSampler(Sampler):
                 + float(np.sqrt(max(1.0 - a_s - sigma**2, 0.0))) * eps)
         if sigma > 0:
             prev = prev + float(sigma) * standard_normal(z_t, generator)
-        return StepOutput(prev, pred_z0)
+        return StepOutput(prev, pred_z0, float(sigma))
 
 
-def _ddpm(betas: np.ndarray, num_steps: int, eta: float, ddpm_variance: str) -> Sampler:
+def _ddpm(betas: np.ndarray, num_steps: int, *, ddpm_variance: str, **_: Any) -> Sampler:
     return DDPMSampler(betas, ddpm_variance)
 
 
-def _respaced_ddim(betas: np.ndarray, num_steps: int, eta: float, ddpm_variance: str) -> Sampler:
+def _respaced_ddim(betas: np.ndarray, num_steps: int, *, eta: float, **_: Any) -> Sampler:
     return RespacedDDIMSampler(betas, eta)
 
 
-def _release_ddim_gap(betas: np.ndarray, num_steps: int, eta: float, ddpm_variance: str) -> Sampler:
+def _release_ddim_gap(betas: np.ndarray, num_steps: int, *, ddpm_variance: str,
+                      **_: Any) -> Sampler:
     """(release) the authors' decoder switches to DDPM when asked for all T steps."""
     if num_steps == len(betas):
         return DDPMSampler(betas, ddpm_variance)
     return ReleaseDDIMGapSampler(betas)
 
 
-# name -> builder(betas, num_steps, eta, ddpm_variance); each uses the options it has.
-SAMPLERS: dict[str, Callable[[np.ndarray, int, float, str], Sampler]] = {
+def _dpm_solver_pp(betas: np.ndarray, num_steps: int, *, solver_order: int, **_: Any) -> Sampler:
+    """DPM-Solver++ (`pipeline.diffusion.dpm_solver`), imported on first use: importing diffusers
+    takes seconds, which no other sampler should pay."""
+    from pipeline.diffusion.dpm_solver import DPMSolverPlusPlusSampler
+
+    return DPMSolverPlusPlusSampler(betas, solver_order)
+
+
+# name -> builder(betas, num_steps, *, eta, ddpm_variance, solver_order); each uses its options.
+SAMPLERS: dict[str, Callable[..., Sampler]] = {
     "ddpm": _ddpm,
     "ddim_gap": _release_ddim_gap,
     "ddim": _respaced_ddim,
+    "dpm_solver++": _dpm_solver_pp,
 }
 
 
 def build_sampler(name: str, betas: np.ndarray, num_steps: int, *, eta: float = 0.0,
-                  ddpm_variance: Literal["fixed_large", "posterior"] = "fixed_large") -> Sampler:
+                  ddpm_variance: Literal["fixed_large", "posterior"] = "fixed_large",
+                  solver_order: int = 2) -> Sampler:
     """The named sampler with its timesteps set; an unknown name lists the known ones."""
-    sampler = lookup(SAMPLERS, name, "sampler")(betas, num_steps, eta, ddpm_variance)
+    sampler = lookup(SAMPLERS, name, "sampler")(betas, num_steps, eta=eta,
+                                                 ddpm_variance=ddpm_variance,
+                                                 solver_order=solver_order)
     sampler.set_timesteps(num_steps)
     return sampler

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from transformers import BertConfig
 from transformers.models.bert.modeling_bert import BertEncoder
 
+from pipeline.diffusion.absorbing import AbsorbingState
 from pipeline.diffusion.process import Diffusion
 from pipeline.diffusion.rounding import NearestEmbedding, vocab_argmax
 from pipeline.diffusion.samplers import Sampler, build_sampler, standard_normal
@@ -66,21 +67,34 @@ class ModelConfig:
     use_plm_init: bool = False
     plm_name: str = "bert-base-uncased"
     dynamic_length: bool = False
+    # DiffuSeq-v2 (docs/diffuseq-v2.md; all off = DiffuSeq): the learned soft absorbing state m
+    # (`mean_embed`), its discrete noise of rate r (release: `denoise`, `denoise_rate`), and the
+    # regulariser reg_rate * ||m||_2 added to the loss.
+    learned_mean_embed: bool = False
+    discrete_noise: bool = False
+    discrete_noise_rate: float = 0.2
+    reg_rate: float = 0.0
 
 
 @dataclass(frozen=True)
 class DecodeConfig:
     """Sampling (spec section 5). sampler: `ddpm` (all T steps), `ddim_gap` (the release's DDIM
-    with gap T//steps, for reproduction), `ddim` (correctly respaced DDIM, `eta`). Clamping at
-    visited steps t >= clamp_step. ddpm_variance: `fixed_large` (release) or `posterior`.
+    with gap T//steps, for reproduction), `ddim` (correctly respaced DDIM, `eta`), `dpm_solver++`
+    (multistep DPM-Solver++ of order `solver_order`, DiffuSeq-v2's fast sampler). Clamping at
+    visited steps t >= clamp_step (clamp_step >= T: never). ddpm_variance: `fixed_large`
+    (release) or `posterior`. initial_latent, for models with an absorbing state m: `release`
+    starts target positions at eps + m, except under DPM-Solver++ at eps (the v2 release's two
+    scripts); `absorbing` at eps + m under every sampler (as training's z_T).
     target_end: `first_special` cuts the output at its first [SEP]/[PAD]; `strip_specials`
     (release) drops every [CLS]/[SEP]/[PAD] and keeps the rest. record_fractions: fractions of
     the steps at which the decoded x̂_0 is recorded (step-wise figure)."""
 
-    sampler: Literal["ddpm", "ddim_gap", "ddim"] = "ddpm"
+    sampler: Literal["ddpm", "ddim_gap", "ddim", "dpm_solver++"] = "ddpm"
     steps: int = 2000
     clamp_step: int = 0
     eta: float = 0.0
+    solver_order: int = 2
+    initial_latent: Literal["release", "absorbing"] = "release"
     ddpm_variance: Literal["fixed_large", "posterior"] = "fixed_large"
     target_end: Literal["first_special", "strip_specials"] = "first_special"
     record_fractions: list[float] = field(default_factory=list)
@@ -147,6 +161,11 @@ class TransformerNet(nn.Module):
         self.dropout = nn.Dropout(cfg.encoder.dropout)
         if d != hidden:
             self.output_down_proj = nn.Sequential(nn.Linear(hidden, hidden), nn.Tanh(), nn.Linear(hidden, d))
+        if cfg.learned_mean_embed:
+            # DiffuSeq-v2's absorbing state m ~ N(0, 1/d), created last so that the other
+            # parameters get the same initial values as DiffuSeq's under the same seed.
+            self.mean_embed = nn.Parameter(torch.empty(d))
+            nn.init.normal_(self.mean_embed, std=d ** -0.5)
 
     def get_embeds(self, input_ids: Tensor) -> Tensor:
         """Emb(w): (B, L) -> (B, L, d)."""
@@ -201,6 +220,9 @@ class DiffuSeq(Seq2Seq):
 
     def __init__(self, cfg: ModelConfig, task: TaskInfo):
         super().__init__()
+        if cfg.reg_rate and not cfg.learned_mean_embed:
+            raise ValueError("model.reg_rate regularises the learned absorbing state: it needs "
+                             "model.learned_mean_embed: true")
         self.cfg, self.task = cfg, task
         self.net = TransformerNet(cfg, task.vocab_size)
         self.betas = get_betas(cfg.noise_schedule, cfg.diffusion_steps)
@@ -240,7 +262,12 @@ class DiffuSeq(Seq2Seq):
         else:
             weights = self.timestep_sampler.weights(t)
         terms = self.diffusion.losses(self.net, input_ids, input_mask, t, emb_noise=emb_noise,
-                                      noise=noise, with_nll=not self.training)
+                                      noise=noise, with_nll=not self.training,
+                                      absorbing=self.absorbing_state())
+        if self.cfg.reg_rate:
+            # (v2) reg_rate * ||m||_2 on every example, as the release adds it to "loss".
+            terms["reg"] = (self.cfg.reg_rate * self.net.mean_embed.norm()).expand_as(terms["loss"])
+            terms["loss"] = terms["loss"] + terms["reg"]
         if self.training:
             self.timestep_sampler.update(t, terms["loss"].detach())
         terms["loss"] = terms["loss"] * weights
@@ -249,6 +276,15 @@ class DiffuSeq(Seq2Seq):
     def loss_groups(self, terms: dict[str, Tensor]) -> Tensor:
         """The quartile of [0, T) of each example's timestep (improved-diffusion's loss log)."""
         return (terms["t"] * 4 // self.cfg.diffusion_steps).clamp(0, 3)
+
+    def absorbing_state(self) -> AbsorbingState | None:
+        """DiffuSeq-v2's absorbing state m (zeros without `learned_mean_embed`) and discrete-noise
+        rate; None for DiffuSeq (neither option on)."""
+        if not (self.cfg.learned_mean_embed or self.cfg.discrete_noise):
+            return None
+        mean = (self.net.mean_embed if self.cfg.learned_mean_embed
+                else self.net.word_embedding.weight.new_zeros(self.cfg.hidden_dim))
+        return AbsorbingState(mean, self.cfg.discrete_noise_rate if self.cfg.discrete_noise else 0.0)
 
     @torch.no_grad()
     def generate(self, batch: Batch, seeds: list[int], source_indices: list[int],
@@ -267,7 +303,7 @@ class DiffuSeq(Seq2Seq):
         input_mask = input_mask.to(device).repeat_interleave(num_seeds, dim=0)
         generators = [candidate_generator(s, i) for i in source_indices for s in seeds]
         sampler = build_sampler(decode.sampler, self.betas, decode.steps, eta=decode.eta,
-                                ddpm_variance=decode.ddpm_variance)
+                                ddpm_variance=decode.ddpm_variance, solver_order=decode.solver_order)
         out = self.denoise(sampler, self.net.get_embeds(input_ids), input_mask, generators, decode,
                            initial_noise=initial_noise, keep_path=keep_path)
         regroup = functools.partial(self._regroup, input_mask=input_mask, num_seeds=num_seeds,
@@ -299,7 +335,9 @@ class DiffuSeq(Seq2Seq):
     def denoise(self, sampler: Sampler, x_start: Tensor, input_mask: Tensor,
                 generators: list[torch.Generator], decode: DecodeConfig, *,
                 initial_noise: Tensor | None = None, keep_path: bool = False) -> Denoised:
-        """The reverse process (spec section 5), source re-imposed after every step.
+        """The reverse process (spec section 5), source re-imposed after every step; with
+        DiffuSeq-v2's absorbing state, target positions start at eps + m (see DecodeConfig) and
+        take its discrete noise after every step that adds noise.
 
         Args:
             sampler: with its timesteps set.
@@ -311,8 +349,12 @@ class DiffuSeq(Seq2Seq):
         """
         is_source = (input_mask == 0).unsqueeze(-1)                                   # (N, L, 1)
         is_target = input_mask.bool()
+        absorbing = self.absorbing_state()
         if initial_noise is None:
             initial_noise = standard_normal(x_start, generators)
+        if absorbing is not None and (decode.initial_latent == "absorbing"
+                                      or decode.sampler != "dpm_solver++"):
+            initial_noise = initial_noise + absorbing.mean     # (v2) z_T = eps + m, see DecodeConfig
         z = torch.where(is_source, x_start, initial_noise.to(x_start))
         clamp = NearestEmbedding(self.net.word_embedding.weight)
         timesteps = sampler.timesteps
@@ -323,7 +365,10 @@ class DiffuSeq(Seq2Seq):
             if t >= decode.clamp_step:
                 # Source positions are re-anchored below, so only target rows need rounding.
                 pred_z0[is_target] = clamp(pred_z0[is_target])
-            z = sampler.step(pred_z0, t, z, generator=generators).prev_sample
+            out = sampler.step(pred_z0, t, z, generator=generators)
+            z = out.prev_sample
+            if absorbing is not None:
+                z = absorbing.absorb_after_step(z, out.noise_std, input_mask, generators)
             z = torch.where(is_source, x_start, z)
             for fraction in record.get(k, ()):
                 trace[fraction] = self._decode_targets(pred_z0, input_mask)

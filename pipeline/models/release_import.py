@@ -1,4 +1,5 @@
-"""Import of checkpoints trained with the authors' DiffuSeq release (spec section 6).
+"""Import of checkpoints trained with the authors' DiffuSeq release (spec section 6), and with its
+DiffuSeq-v2 branch (spec/diffuseq-v2.md: the same layout plus the absorbing state `mean_embed`).
 
 A release checkpoint is a PyTorch state dict of the network (names as in `TransformerNet`, plus a
 `position_ids` buffer) beside a `training_args.json`. Its `word_embedding.weight` holds EMA weights
@@ -77,7 +78,11 @@ def release_model_config(args: dict[str, Any], state: dict[str, Tensor]) -> Mode
         diffusion_steps=int(args["diffusion_steps"]), noise_schedule=args.get("noise_schedule", "sqrt"),
         timestep_sampler=TIMESTEP_SAMPLERS[args.get("schedule_sampler", "lossaware")],
         rescale_timesteps=bool(args.get("rescale_timesteps", True)), use_plm_init=False,
-        plm_name=args.get("config_name", "bert-base-uncased"))
+        plm_name=args.get("config_name", "bert-base-uncased"),
+        # DiffuSeq-v2 runs: the absorbing state is a weight, the rest are its training args.
+        learned_mean_embed="mean_embed" in state, discrete_noise=bool(args.get("denoise", False)),
+        discrete_noise_rate=float(args.get("denoise_rate", 0.2)),
+        reg_rate=float(args.get("reg_rate", 0.0)) if "mean_embed" in state else 0.0)
 
 
 def release_task_info(args: dict[str, Any], vocab_size: int, tokenizer_dir: str) -> TaskInfo:

@@ -104,20 +104,28 @@ def test_decoded_ids_are_the_lm_head_argmax():
     assert torch.equal(model.net.decode_ids(hidden), model.net.lm_head(hidden).argmax(-1))
 
 
-@pytest.mark.parametrize(("decode", "num_calls"), [
-    (DecodeConfig(sampler="ddpm", steps=20, clamp_step=5), 20),
-    (DecodeConfig(sampler="ddim", steps=6, eta=0.5), 6),
-    (DecodeConfig(sampler="ddim_gap", steps=4), 4)])
-def test_source_positions_stay_exact_at_every_step(decode, num_calls):
-    model = _model()
+V2 = dataclasses.replace(CFG, learned_mean_embed=True, discrete_noise=True, discrete_noise_rate=0.5)
+
+
+@pytest.mark.parametrize(("cfg", "decode", "num_calls"), [
+    (CFG, DecodeConfig(sampler="ddpm", steps=20, clamp_step=5), 20),
+    (CFG, DecodeConfig(sampler="ddim", steps=6, eta=0.5), 6),
+    (CFG, DecodeConfig(sampler="ddim_gap", steps=4), 4),
+    (CFG, DecodeConfig(sampler="dpm_solver++", steps=5), 5),
+    (V2, DecodeConfig(sampler="ddpm", steps=20, clamp_step=5), 20),
+    (V2, DecodeConfig(sampler="ddim", steps=6, eta=1.0), 6),
+    (V2, DecodeConfig(sampler="dpm_solver++", steps=5, solver_order=1, initial_latent="absorbing"), 5)])
+def test_source_positions_stay_exact_at_every_step(cfg, decode, num_calls):
+    model = _model(cfg)
     batch = model.collate(PAIRS)
-    seen = []
+    seen, decoded = [], []
     model.net.register_forward_pre_hook(lambda _, args: seen.append(args[0].clone()))
+    model.net.lm_head.register_forward_pre_hook(lambda _, args: decoded.append(args[0].clone()))
     model.generate(batch, [0, 1], [0, 1, 2], decode)
     source = model.net.get_embeds(batch["input_ids"]).repeat_interleave(2, 0)
     is_source = (batch["input_mask"] == 0).repeat_interleave(2, 0)
-    assert len(seen) == num_calls  # one network call per visited step
-    for z in seen:
+    assert len(seen) == num_calls and len(decoded) == 1  # one network call per visited step
+    for z in seen + decoded:  # every step's input and the final latent
         assert torch.equal(z[is_source], source[is_source])
 
 
