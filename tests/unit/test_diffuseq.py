@@ -118,14 +118,13 @@ V2 = dataclasses.replace(CFG, learned_mean_embed=True, discrete_noise=True, disc
 def test_source_positions_stay_exact_at_every_step(cfg, decode, num_calls):
     model = _model(cfg)
     batch = model.collate(PAIRS)
-    seen, decoded = [], []
+    seen = []
     model.net.register_forward_pre_hook(lambda _, args: seen.append(args[0].clone()))
-    model.net.lm_head.register_forward_pre_hook(lambda _, args: decoded.append(args[0].clone()))
-    model.generate(batch, [0, 1], [0, 1, 2], decode)
+    path = model.generate(batch, [0, 1], [0, 1, 2], decode, keep_path=True).path
     source = model.net.get_embeds(batch["input_ids"]).repeat_interleave(2, 0)
     is_source = (batch["input_mask"] == 0).repeat_interleave(2, 0)
-    assert len(seen) == num_calls and len(decoded) == 1  # one network call per visited step
-    for z in seen + decoded:  # every step's input and the final latent
+    assert len(seen) == num_calls and len(path) == num_calls + 1  # one network call per step
+    for z in [*seen, *path]:  # every step's input, and every latent down to the decoded one
         assert torch.equal(z[is_source], source[is_source])
 
 

@@ -15,7 +15,8 @@ T = 20
 BETAS = get_betas("sqrt", T)
 # Each registered sampler's class and options, unset (the registry's builders set timesteps).
 UNSET = {"ddpm": (DDPMSampler, {}), "ddim_gap": (ReleaseDDIMGapSampler, {}),
-         "ddim": (RespacedDDIMSampler, {"eta": 1.0})}
+         "ddim": (RespacedDDIMSampler, {"eta": 1.0}),
+         "dpm_solver++": (DPMSolverPlusPlusSampler, {"order": 2})}
 
 
 def _tensors(seed=0):
