@@ -128,6 +128,26 @@ def evaluate(cfg: Config, task: str, system: str) -> None:
         tracker.publish_cell(cfg, task, system, metrics)
 
 
+def sweep(cfg: Config, task: str, system: str) -> None:
+    import torch
+
+    from pipeline.diffusion.sweep import run_sweep
+    from pipeline.distributed import resolve_device
+    from pipeline.models.registry import load_model, system_configs
+
+    paths = stages.stage_inputs(cfg, "sweep", task=task, system=system)
+    out = stages.stage_outputs(cfg, "sweep", task=task, system=system)["sweep"]
+    _, decode = system_configs(cfg.systems[system], f"systems.{system}")
+    torch.set_num_threads(cfg.compute.threads)
+    model = load_model(paths["model"], resolve_device(cfg.compute.device))
+    with stage_run(cfg, "sweep", task, system, _cell_tags(cfg, "sweep", task, system)) as tracker:
+        records = run_sweep(model, decode, paths["data"], cfg.sweep.grid, cfg.sweep.num_sources,
+                            list(cfg.sampling.seeds), cfg.sampling.batch_size, cfg.sweep.mbr_size,
+                            out)
+        tracker.log_artifact(out)
+    LOG.info("%s/%s: %d sweep points -> %s", task, system, len(records), out)
+
+
 def report(cfg: Config) -> None:
     from pipeline.report.tables import write_report
 
@@ -143,7 +163,7 @@ def report(cfg: Config) -> None:
 
 
 STAGE_FUNCTIONS = {"download": download, "prepare": prepare, "train": train, "sample": sample,
-                   "evaluate": evaluate, "report": report}
+                   "evaluate": evaluate, "sweep": sweep, "report": report}
 
 
 def _tool_schema(args: argparse.Namespace) -> None:

@@ -297,15 +297,45 @@ def _check_consistency(cfg: Config) -> None:
                           f"exceeds the {num_seeds} sampling.seeds")
 
 
-def load_config(path: str | Path) -> Config:
-    """Read, validate and type a parameter file. Raises ConfigError naming the file and key."""
+def read_layers(path: str | Path) -> list[tuple[Path, dict[str, Any]]]:
+    """The raw parameter files behind `path`, base first: a file may start from another with
+    `extends: <file>` (relative to itself) and change some of its keys.
+
+    Raises:
+        ConfigError: a missing or unreadable file, not YAML, or a cycle of `extends`.
+    """
+    layers: list[tuple[Path, dict[str, Any]]] = []
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: parameter file not found")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    while True:
+        if not path.is_file():
+            raise ConfigError(f"{path}: parameter file not found")
+        if any(path.resolve() == seen.resolve() for seen, _ in layers):
+            raise ConfigError(f"{path}: `extends` goes round in a circle")
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping of parameters")
+        layers.insert(0, (path, data))
+        if "extends" not in data:
+            return layers
+        path = path.parent / str(data["extends"])
+
+
+def _merge(base: Any, overlay: Any) -> Any:
+    """`overlay` over `base`: mappings merge key by key, anything else is replaced."""
+    if isinstance(base, dict) and isinstance(overlay, dict):
+        return {**base, **{k: _merge(base.get(k), v) for k, v in overlay.items()}}
+    return overlay
+
+
+def load_config(path: str | Path) -> Config:
+    """Read, validate and type a parameter file (and the files it `extends`). Raises ConfigError
+    naming the file and key."""
+    data: dict[str, Any] = {}
+    for _, layer in read_layers(path):
+        data = _merge(data, {k: v for k, v in layer.items() if k != "extends"})
     _schema_errors(data, str(path))
     cfg = dataclasses.replace(build_dataclass(Config, data, str(path)), path=str(path))
     _check_consistency(cfg)

@@ -45,7 +45,7 @@ def dvc_stage(cfg: Config, stage: str, cell: dict[str, str], wdir: str | None) -
         "cmd": stages.cli_command(cfg, stage, params_path=params_path, **cell),
         "deps": sorted({str(p) for p in stages.stage_inputs(cfg, stage, **cell).values()}
                        | set(stages.code_files(cfg, stage, **cell))),
-        "params": [{params_path: stages.param_keys(cfg, stage, **cell)}],
+        "params": [{path: keys} for path, keys in stages.param_keys(cfg, stage, **cell).items()],
     })
     plain = [str(p) for role, p in outs.items() if role not in (*spec.metrics, *spec.plots)]
     if plain:

@@ -73,7 +73,7 @@ def generate_candidates(model: Seq2Seq, pairs: Sequence[Pair], seeds: list[int],
     return GenerationOutput(ids=ids, trace=trace)
 
 
-def _text_fn(model: Seq2Seq, task_tokenizer: Any) -> Callable[[Sequence[int]], str]:
+def text_writer(model: Seq2Seq, task_tokenizer: Any) -> Callable[[Sequence[int]], str]:
     """ids -> the written text (`pipeline.text.output_text`) for the model's vocabulary."""
     from pipeline.text import output_text
 
@@ -126,7 +126,7 @@ def sample_system(cfg: Config, task: str, system: str, model_dir: Path | None, d
     pairs = load_split(data_dir, "test")[:num]
     device = distributed.resolve_device(cfg.compute.device) if family.trains else "cpu"
     model = _load_model(family, model_cfg, model_dir, data_dir, device)
-    to_text = _text_fn(model, task_tokenizer)
+    to_text = text_writer(model, task_tokenizer)
     seeds, batch_size = list(cfg.sampling.seeds), cfg.sampling.batch_size
     started = time.perf_counter()
     out = generate_candidates(model, pairs, seeds, decode, batch_size, device)

@@ -23,11 +23,11 @@ from __future__ import annotations
 
 import ast
 import functools
+import os
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
 
 from pipeline.config import Config
 
@@ -264,15 +264,18 @@ def stage_keys(stage: str, **cell: str) -> list[str]:
     return [template.format(**cell) for template in STAGES[stage].params]
 
 
-def param_keys(cfg: Config, stage: str, **cell: str) -> list[str]:
-    """`stage_keys` that the parameter file holds (what DVC's `params:` can track)."""
-    raw = _raw_params(cfg.path)
-    return [key for key in stage_keys(stage, **cell) if _holds(raw, key)]
+def param_keys(cfg: Config, stage: str, **cell: str) -> dict[str, list[str]]:
+    """`stage_keys` by the parameter file that holds each (what DVC's `params:` can track): the
+    file itself, or the file it `extends` for a key it does not change."""
+    from pipeline.config import read_layers
 
-
-@functools.lru_cache(maxsize=8)
-def _raw_params(path: str) -> dict:
-    return yaml.safe_load(Path(path).read_text())
+    layers = read_layers(cfg.path)
+    found: dict[str, list[str]] = {}
+    for key in stage_keys(stage, **cell):
+        owner = next((path for path, raw in reversed(layers) if _holds(raw, key)), None)
+        if owner is not None:
+            found.setdefault(os.path.relpath(owner), []).append(key)
+    return found
 
 
 def _holds(raw: object, key: str) -> bool:

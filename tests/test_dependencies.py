@@ -7,6 +7,7 @@ inputs changed and Snakemake must plan exactly those and what follows them.
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -120,3 +121,20 @@ def test_a_typo_is_refused_in_one_line_before_the_training_state_is_touched(work
     assert out.stderr.startswith(f"error: {TINY}: ") and "Traceback" not in out.stderr
     assert "systems.diffuseq.train: Additional properties are not allowed ('micro_bach'" in out.stderr
     assert {p: p.stat().st_mtime_ns for p in state.rglob("*")} == before
+
+
+def test_a_sweep_file_adds_only_the_sweep_jobs_and_the_report(work):
+    """A parameter file that extends the run's with a `sweep:` block shares every job it has."""
+    (work / "params/tiny_sweep.yaml").write_text(
+        "extends: tiny.yaml\nreport_dir: results/sweep\n"
+        "sweep: {systems: [diffuseq], num_sources: 4, mbr_size: 3,\n"
+        "        grid: [{sampler: ddim, eta: 1.0, steps: [1, 2]}, {sampler: ddpm, steps: 100,"
+        " num_sources: 2}]}\n")
+    assert snakemake_plan(work, "params/tiny_sweep.yaml") == {f"sweep-{TASK}-diffuseq", "report"}
+    out = snakemake(work, "params/tiny_sweep.yaml")
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+    records = json.loads((work / f"results/{TASK}/diffuseq/sampler_sweep.json").read_text())
+    assert [(r["sampler"], r["steps"], r["num_sources"]) for r in records] == [
+        ("ddim", 1, 4), ("ddim", 2, 4), ("ddpm", 100, 2)]
+    assert (work / "results/sweep/figures/quality_vs_steps.png").stat().st_size > 5000
+    assert snakemake_plan(work, TINY) == set()           # the tiny run itself is still up to date

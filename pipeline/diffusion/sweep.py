@@ -1,89 +1,32 @@
-"""What sampling quality costs: BLEU against sampler, steps and time for a trained diffusion
-model, and the cheap decode BLEU used to follow training (convergence).
+"""The sweep stage: what sampling quality costs for a trained diffusion system, i.e. BLEU of one
+candidate and of the MBR pick, and the wall time, for each (sampler, steps) point of a grid.
 
-Plain functions over a trained model and an evaluation set; the sweep and convergence products of
-the pipeline and `bench/bench_v2.py` call them. BLEU is the project's sentence BLEU
-(`pipeline.metrics`) against the normalised references, MBR the paper's rule
-(`pipeline.decoding.mbr`); texts go through `pipeline.text` as the sample stage writes them.
+Each point decodes the first `num_sources` test sources with every seed in one batched run (the
+fast samplers' way of producing a candidate set); a point may ask for fewer sources (2000-step
+DDPM on a subset). Texts are the sample stage's (`pipeline.quick_eval`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from pipeline import metrics
-from pipeline.decoding import mbr
-from pipeline.generate import NO_TARGET, generate_candidates
-from pipeline.models.base import Pair, Seq2Seq
+from pipeline.io import write_json
+from pipeline.models.base import Seq2Seq
+from pipeline.quick_eval import (EvalSet, generate_texts, load_eval_set, mbr_bleu,
+                                 single_candidate_bleu)
 
 
-@dataclass
-class EvalSet:
-    """Sources (targets removed) and normalised references of one split, and its tokenizer."""
-
-    pairs: list[Pair]
-    references: list[str]
-    tokenizer: Any
-
-
-def load_eval_set(data_dir: Path, split: str, num_sources: int | None = None) -> EvalSet:
-    """The first `num_sources` examples (all when None) of a prepared split."""
-    from pipeline.data.dataset import load_split, load_tokenizer, read_texts
-    from pipeline.text import normalize
-
-    tokenizer = load_tokenizer(data_dir)
-    texts = read_texts(data_dir, split)[:num_sources]
-    pairs = [(src, NO_TARGET) for src, _ in load_split(data_dir, split)[:len(texts)]]
-    return EvalSet(pairs, [normalize(tokenizer, row["trg"]) for row in texts], tokenizer)
-
-
-def generate_texts(model: Seq2Seq, data: EvalSet, seeds: list[int], decode: Any,
-                   batch_size: int) -> tuple[list[list[str]], dict[str, float]]:
-    """Candidates as the sample stage writes them, [i][k] for source i and seed k, and the cost
-    of generating them (all seeds batched together; text decoding not counted): "wall_s", and
-    "cpu_s", the process's CPU seconds, which on a shared machine tracks the work better."""
-    from pipeline.text import decode_ids, normalize
-
-    wall, cpu = time.perf_counter(), time.process_time()
-    out = generate_candidates(model, data.pairs, seeds, decode, batch_size, progress=False)
-    cost = {"wall_s": time.perf_counter() - wall, "cpu_s": time.process_time() - cpu}
-    tok = data.tokenizer
-    return [[normalize(tok, decode_ids(tok, ids)) for ids in row] for row in out.ids], cost
-
-
-def single_candidate_bleu(candidates: list[list[str]], references: Sequence[str]) -> float:
-    """Mean sentence BLEU of every candidate against its source's reference: the expected BLEU of
-    one sample (averaged over the seeds rather than taking the first, for less noise)."""
-    return float(np.mean([metrics.sentence_bleu(ref, c)
-                          for ref, row in zip(references, candidates, strict=True) for c in row]))
-
-
-def mbr_bleu(candidates: list[list[str]], references: Sequence[str], utility: str = "bleu") -> float:
-    """Mean sentence BLEU of each source's MBR pick among all its candidates."""
-    picks = mbr.select(candidates, utility)
-    return float(np.mean([metrics.sentence_bleu(ref, row[k])
-                          for ref, row, k in zip(references, candidates, picks, strict=True)]))
-
-
-def decode_bleu(model: Seq2Seq, data: EvalSet, decode: Any, seeds: Sequence[int] = (0,),
-                batch_size: int = 100) -> float:
-    """The convergence probe: single-candidate BLEU under one fixed, cheap decode (e.g.
-    DPM-Solver++ with 10 steps on 100 validation sources), callable at any checkpoint. The model
-    is put in eval mode for the decode and its mode restored; no global random state is used."""
-    was_training = model.training
-    model.eval()
-    try:
-        candidates, _ = generate_texts(model, data, list(seeds), decode, batch_size)
-    finally:
-        model.train(was_training)
-    return single_candidate_bleu(candidates, data.references)
+def expand_grid(grid: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Grid entries with a list of `steps` become one point per value, in order."""
+    points = []
+    for entry in grid:
+        steps = entry.get("steps")
+        for value in steps if isinstance(steps, list) else [steps]:
+            points.append({**entry, "steps": value} if value is not None else dict(entry))
+    return points
 
 
 def sampler_sweep(model: Seq2Seq, data: EvalSet, base_decode: Any, grid: Sequence[dict[str, Any]],
@@ -93,7 +36,7 @@ def sampler_sweep(model: Seq2Seq, data: EvalSet, base_decode: Any, grid: Sequenc
     Args:
         base_decode: the family's DecodeConfig.
         grid: points, each the DecodeConfig fields it changes, e.g. {"sampler": "ddim",
-            "steps": 20, "eta": 1.0}.
+            "steps": 20, "eta": 1.0}, optionally with "num_sources" (fewer test sources).
         seeds: the candidate seeds (all generated in one batched run per point).
         mbr_size: MBR over the first `mbr_size` seeds' candidates (skipped with fewer seeds).
 
@@ -103,11 +46,30 @@ def sampler_sweep(model: Seq2Seq, data: EvalSet, base_decode: Any, grid: Sequenc
     """
     records = []
     for point in grid:
-        decode = dataclasses.replace(base_decode, **point)
-        candidates, cost = generate_texts(model, data, seeds, decode, batch_size)
-        mbr_score = (mbr_bleu([row[:mbr_size] for row in candidates], data.references)
+        settings = {k: v for k, v in point.items() if k != "num_sources"}
+        subset = EvalSet(data.pairs[:point.get("num_sources")],
+                         data.references[:point.get("num_sources")], data.tokenizer)
+        decode = dataclasses.replace(base_decode, **settings)
+        candidates, cost = generate_texts(model, subset, seeds, decode, batch_size)
+        mbr_score = (mbr_bleu([row[:mbr_size] for row in candidates], subset.references)
                      if len(seeds) >= mbr_size else None)
-        records.append({**point, "bleu_single": single_candidate_bleu(candidates, data.references),
+        records.append({**settings, "bleu_single": single_candidate_bleu(candidates, subset.references),
                         "bleu_mbr": mbr_score, "mbr_size": mbr_size, **cost,
-                        "num_sources": len(data.pairs), "seeds": list(seeds)})
+                        "num_sources": len(subset.pairs), "seeds": list(seeds)})
+    return records
+
+
+def run_sweep(model: Seq2Seq, decode: Any, data_dir: Path, grid: Sequence[dict[str, Any]],
+              num_sources: int, seeds: list[int], batch_size: int, mbr_size: int,
+              out_path: Path) -> list[dict[str, Any]]:
+    """The sweep stage of one (task, system): writes the records as JSON (`dvc plots` data).
+
+    Args:
+        decode: the system's DecodeConfig (the grid changes some of its fields; step traces off).
+        num_sources: test sources decoded per point (a point's own `num_sources` may lower it).
+    """
+    data = load_eval_set(data_dir, "test", num_sources)
+    base = dataclasses.replace(decode, record_fractions=[])
+    records = sampler_sweep(model, data, base, expand_grid(grid), seeds, batch_size, mbr_size)
+    write_json(out_path, records)
     return records

@@ -11,7 +11,7 @@ from pipeline.models.registry import system_configs
 from pipeline.schema import params_schema
 
 REPO = Path(__file__).resolve().parents[2]
-SHIPPED = ["params/default.yaml", "params/paper.yaml", "params/tiny.yaml"]
+SHIPPED = ["params/default.yaml", "params/paper.yaml", "params/tiny.yaml", "params/sweep.yaml"]
 
 
 @pytest.mark.parametrize("name", SHIPPED)
@@ -116,3 +116,23 @@ def test_a_key_inside_a_yaml_alias_is_named(tmp_path):
         load_config(path)
     assert "systems.transformer.train.steps: 0 is less than the minimum of 1" in str(err.value)
     assert "not valid under any of the given schemas" not in str(err.value)
+
+
+def test_a_file_extends_another_and_changes_some_keys(tmp_path):
+    base = tmp_path / "base.yaml"
+    base.write_text((REPO / "params/default.yaml").read_text())
+    (tmp_path / "more").mkdir()
+    overlay = tmp_path / "more/overlay.yaml"
+    overlay.write_text("extends: ../base.yaml\nreport_dir: results/more\n"
+                       "sampling: {seeds: [1, 2, 3]}\nevaluation: {mbr_sizes: [1, 3]}\n")
+    cfg, default = load_config(overlay), load_config(base)
+    assert cfg.report_dir == "results/more" and cfg.sampling.seeds == [1, 2, 3]
+    assert cfg.sampling.batch_size == default.sampling.batch_size        # merged, not replaced
+    assert cfg.systems == default.systems and cfg.path == str(overlay)
+
+
+def test_extends_in_a_circle_is_an_error(tmp_path):
+    (tmp_path / "a.yaml").write_text("extends: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("extends: a.yaml\n")
+    with pytest.raises(ConfigError, match="goes round in a circle"):
+        load_config(tmp_path / "a.yaml")

@@ -6,8 +6,9 @@ import torch
 
 from pipeline import metrics
 from pipeline.data.dataset import load_task_info
-from pipeline.diffusion.sweep import (decode_bleu, generate_texts, load_eval_set, mbr_bleu,
-                                      sampler_sweep, single_candidate_bleu)
+from pipeline.diffusion.sweep import expand_grid, run_sweep, sampler_sweep
+from pipeline.quick_eval import (decode_bleu, generate_texts, load_eval_set, mbr_bleu,
+                                 single_candidate_bleu)
 from pipeline.models.diffuseq import DecodeConfig, EncoderConfig, ModelConfig, build
 from tests.helpers.toy_task import prepare_toy_task
 
@@ -62,3 +63,28 @@ def test_decode_bleu_restores_the_training_mode(toy):
     model.eval()
     candidates, _ = generate_texts(model, data, [5], decode, 4)
     assert bleu == single_candidate_bleu(candidates, data.references)
+
+
+def test_grid_lists_of_steps_expand_in_order():
+    grid = [{"sampler": "ddim", "eta": 1.0, "steps": [1, 5]}, {"sampler": "ddpm", "steps": 20,
+                                                               "num_sources": 2}]
+    assert expand_grid(grid) == [{"sampler": "ddim", "eta": 1.0, "steps": 1},
+                                 {"sampler": "ddim", "eta": 1.0, "steps": 5},
+                                 {"sampler": "ddpm", "steps": 20, "num_sources": 2}]
+
+
+def test_the_sweep_stage_writes_every_point_and_honours_a_points_subset(toy, tmp_path):
+    import json
+
+    model, data = toy
+    data_dir = tmp_path / "toy"
+    prepare_toy_task(data_dir)
+    grid = [{"sampler": "ddim", "eta": 1.0, "steps": [2, 4]},
+            {"sampler": "ddpm", "steps": 20, "num_sources": 2}]
+    out = tmp_path / "sampler_sweep.json"
+    records = run_sweep(model, DecodeConfig(record_fractions=[0.5]), data_dir / "data", grid, 3,
+                        [1, 2], 4, 2, out)
+    assert json.loads(out.read_text()) == json.loads(json.dumps(records))
+    assert [(r["sampler"], r["steps"], r["num_sources"]) for r in records] == [
+        ("ddim", 2, 3), ("ddim", 4, 3), ("ddpm", 20, 2)]
+    assert all(r["bleu_mbr"] is not None and {"wall_s", "cpu_s"} <= set(r) for r in records)
