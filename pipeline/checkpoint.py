@@ -138,13 +138,15 @@ def latest_state(state_dir: Path) -> Path | None:
 
 def save_state(state_dir: Path, *, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                ema: dict[str, Tensor] | None, position: int, rng: list[dict[str, Tensor]],
-               keep: int = 2) -> Path:
+               keep: int = 2, progress: dict[str, Any] | None = None) -> Path:
     """Write `<state_dir>/step-<step>/` atomically and delete all but the newest `keep` states.
 
     Args:
         ema: EMA weights by parameter name, or None without EMA.
         position: number of training examples consumed so far (the data-order position).
         rng: RNG states of every rank, in rank order (`capture_rng`).
+        progress: plain numbers and lists the trainer carries across a resume (training
+            seconds, the convergence probe's records).
     """
     target = Path(state_dir) / f"step-{step:08d}"
     with atomic_dir(target) as tmp:
@@ -153,7 +155,7 @@ def save_state(state_dir: Path, *, step: int, model: torch.nn.Module, optimizer:
             safetensors.torch.save_file({k: v.contiguous() for k, v in ema.items()},
                                         str(tmp / "ema.safetensors"))
         torch.save({"step": step, "position": position, "optimizer": optimizer.state_dict(),
-                    "rng": rng}, tmp / "state.pt")
+                    "rng": rng, "progress": progress or {}}, tmp / "state.pt")
     old = states(state_dir)[:-keep]
     for path in old:
         shutil.rmtree(path, ignore_errors=True)
@@ -166,7 +168,7 @@ def load_state(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimi
 
     Returns:
         {"step": int, "position": int, "rng": list of per-rank RNG states,
-         "ema": dict of EMA weights or None}.
+         "ema": dict of EMA weights or None, "progress": what `save_state` was given}.
     """
     path = Path(path)
     safetensors.torch.load_model(model, str(path / "model.safetensors"), strict=True,
@@ -175,4 +177,5 @@ def load_state(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimi
     optimizer.load_state_dict(state["optimizer"])
     ema_path = path / "ema.safetensors"
     ema = safetensors.torch.load_file(str(ema_path), device=str(device)) if ema_path.exists() else None
-    return {"step": state["step"], "position": state["position"], "rng": state["rng"], "ema": ema}
+    return {"step": state["step"], "position": state["position"], "rng": state["rng"], "ema": ema,
+            "progress": state.get("progress", {})}

@@ -110,6 +110,7 @@ class TrainConfig:
     eval_batches: int = at_least(1, 4)
     seed: int = 102
     num_processes: int = at_least(1, 1)
+    probe_sources: int = at_least(0, 100)  # validation sources of the convergence probe (0: none)
 
 
 @dataclass(frozen=True)

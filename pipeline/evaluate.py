@@ -238,7 +238,8 @@ def evaluate_system(cfg: Config, task: str, system: str, samples_dir: Path, data
     result.update(generation=info, decode_method=info.get("decode_method"),
                   generation_seconds=info.get("wall_s"), pretrained=info.get("pretrained"),
                   paper_system=_paper_system(cfg.systems[system].paper_system, info),
-                  paper_scale=bool(info.get("paper_scale")), is_floor=bool(info.get("is_floor")))
+                  paper_scale=bool(info.get("paper_scale")), is_floor=bool(info.get("is_floor")),
+                  convergence=info.get("convergence", []))
     rates = degenerate_rates([list(row) for row in zip(*samples.recovers)], samples.sources)
     result["degenerate"] = {**rates, "flags": [] if result["is_floor"] else flags(rates)}
     if not result["is_floor"]:

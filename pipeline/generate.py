@@ -101,6 +101,13 @@ def _load_model(family: Family, model_cfg: Any, model_dir: Path | None, data_dir
     return model
 
 
+def _convergence(model_dir: Path) -> list[dict[str, float]]:
+    """The training's convergence record (validation BLEU of a cheap decode per step), if any."""
+    from pipeline.checkpoint import read_model_config
+
+    return read_model_config(model_dir)["provenance"].get("convergence", [])
+
+
 def sample_system(cfg: Config, task: str, system: str, model_dir: Path | None, data_dir: Path,
                   out_dir: Path) -> None:
     """The sample stage of one (task, system): writes the folder described in the module docstring.
@@ -135,7 +142,8 @@ def sample_system(cfg: Config, task: str, system: str, model_dir: Path | None, d
         "wall_s": time.perf_counter() - started, "pretrained": model.is_pretrained(),
         "checkpoint": str(model_dir) if family.trains else None,
         "decode_method": family.describe(decode), "paper_system": family.paper_system,
-        "paper_scale": family.matches_paper(model_cfg), "is_floor": family.is_floor}
+        "paper_scale": family.matches_paper(model_cfg), "is_floor": family.is_floor,
+        "convergence": _convergence(model_dir) if family.trains else []}
     texts: dict[str, Any] = {
         "candidates": [[to_text(c) for c in row] for row in out.ids],
         "trace": {f: [[to_text(c) for c in row] for row in rows] for f, rows in out.trace.items()}}

@@ -68,7 +68,8 @@ class Stage:
 # Modules that decide how jobs run and are recorded, not what they compute (see the docstring).
 PLUMBING = frozenset({"pipeline.__main__", "pipeline.stages", "pipeline.dvcgen", "pipeline.schema",
                       "pipeline.config", "pipeline.tracking", "pipeline.cell_summary",
-                      "pipeline.provenance", "pipeline.lookup", "pipeline.models.registry"})
+                      "pipeline.provenance", "pipeline.lookup", "pipeline.models.registry",
+                      "pipeline.probe"})
 
 # The parameter keys a job reads, and no others: training does not read `decode`, so changing how
 # a system samples never retrains it; nothing but the report reads a label. Runtime settings

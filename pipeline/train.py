@@ -112,6 +112,20 @@ class EMA:
             p.copy_(self.weights[name])
 
 
+class Probe:
+    """A cheap score of the model, taken at every validation step and kept with the training
+    state (so a resumed run keeps its earlier records): the convergence record.
+
+    Args:
+        score: model -> a number (e.g. validation BLEU of a fixed cheap decode); it must use no
+            global random state, so that probing never changes the training run.
+    """
+
+    def __init__(self, score: Callable[[Seq2Seq], float]) -> None:
+        self.score = score
+        self.records: list[dict[str, float]] = []   # {"step", "train_s", "bleu"}
+
+
 class _LossModule(nn.Module):
     """`model.loss` as a forward(), which is what DDP hooks into to all-reduce gradients."""
 
@@ -196,14 +210,14 @@ def evaluate(model: Seq2Seq, valid: Sequence[Pair], cfg: TrainConfig, device: to
 
 
 def _resume(state_dir: Path, model: Seq2Seq, optimizer: torch.optim.Optimizer, ema: EMA | None,
-            ctx: distributed.Context, cfg: TrainConfig) -> tuple[int, int]:
+            ctx: distributed.Context, cfg: TrainConfig) -> tuple[int, int, dict[str, Any]]:
     """Load the newest readable training state if any (else seed afresh); returns (step, data
-    position). An unreadable state (a disk filled, a file truncated) is skipped with a warning
+    position, progress). An unreadable state (a disk filled, a file truncated) is skipped with a warning
     for the older one kept beside it; if none can be read, it is an error naming them."""
     found = checkpoint.states(state_dir)
     if not found:
         seed_everything(cfg.seed + ctx.rank)
-        return 0, 0
+        return 0, 0, {}
     for path in reversed(found):
         try:
             state = checkpoint.load_state(path, model, optimizer, ctx.device)
@@ -224,12 +238,12 @@ def _resume(state_dir: Path, model: Seq2Seq, optimizer: torch.optim.Optimizer, e
                     path, len(state["rng"]), ctx.world_size)
         seed_everything(cfg.seed + ctx.rank + state["step"])
     LOG.info("resumed from %s (step %d)", path, state["step"])
-    return state["step"], state["position"]
+    return state["step"], state["position"], state["progress"]
 
 
 def fit(model: Seq2Seq, train: Sequence[Pair], valid: Sequence[Pair] | None, cfg: TrainConfig,
         state_dir: Path, *, device: str = "cpu", log: Callable[..., None] | None = None,
-        progress: bool = True) -> Seq2Seq:
+        progress: bool = True, probe: Probe | None = None) -> Seq2Seq:
     """Train `model` for `cfg.steps` updates, resuming from the newest state in `state_dir`.
 
     Under `torchrun` (WORLD_SIZE > 1) the model is wrapped in DDP; every rank must call `fit`.
@@ -245,6 +259,9 @@ def fit(model: Seq2Seq, train: Sequence[Pair], valid: Sequence[Pair] | None, cfg
             batch; per timestep quartile as `<term>_q<i>` when the model reports t), lr,
             grad_norm, tokens_per_s; `valid_<term>` every `cfg.eval_every` updates.
         progress: show a tqdm bar (rank 0).
+        probe: scored at every validation step on rank 0 (`valid_bleu` in the log), its record
+            (with the training seconds so far, validation and probing excluded) in
+            `probe.records`.
 
     Returns:
         The trained model, carrying the EMA weights when `cfg.ema_rate` is set.
@@ -258,7 +275,10 @@ def fit(model: Seq2Seq, train: Sequence[Pair], valid: Sequence[Pair] | None, cfg
     model.to(ctx.device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     ema = EMA(model, cfg.ema_rate) if cfg.ema_rate is not None else None
-    step, position = _resume(state_dir, model, optimizer, ema, ctx, cfg)
+    step, position, carried = _resume(state_dir, model, optimizer, ema, ctx, cfg)
+    train_s = carried.get("train_s", 0.0)
+    if probe is not None:
+        probe.records = list(carried.get("probes", []))
     trainer: nn.Module = _LossModule(model)
     if ctx.world_size > 1:
         trainer = DistributedDataParallel(trainer, find_unused_parameters=True,
@@ -304,16 +324,23 @@ def fit(model: Seq2Seq, train: Sequence[Pair], valid: Sequence[Pair] | None, cfg
         if ema is not None:
             ema.update(model)
         step, position = step + 1, position + cfg.batch_size
+        train_s += time.perf_counter() - started
         log(step=step, lr=lr, grad_norm=grad_norm,
             tokens_per_s=float(totals[-1]) / (time.perf_counter() - started), **metrics)
         if valid is not None and len(valid) and cfg.eval_every and step % cfg.eval_every == 0:
             log(step=step, **evaluate(model, valid, cfg, ctx.device, autocast))
+            if probe is not None and ctx.is_main:
+                probe.records.append({"step": step, "train_s": round(train_s, 3),
+                                      "bleu": probe.score(model)})
+                log(step=step, valid_bleu=probe.records[-1]["bleu"])
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
             rng = distributed.all_gather_objects(checkpoint.capture_rng())
             if ctx.is_main:
                 checkpoint.save_state(state_dir, step=step, model=model, optimizer=optimizer,
                                       ema=ema.weights if ema else None, position=position,
-                                      rng=rng, keep=KEEP_STATES)
+                                      rng=rng, keep=KEEP_STATES, progress={
+                                          "train_s": train_s,
+                                          "probes": probe.records if probe else []})
         bar.update(1)
         bar.set_postfix(loss=f"{metrics['loss']:.4f}")
     bar.close()
@@ -335,11 +362,13 @@ def train_system(cfg: Config, task: str, system: str, data_dir: Path, out_dir: P
     from pipeline.data.dataset import load_split, load_task_info
     from pipeline.models.registry import get_family, system_configs
 
+    from pipeline.probe import convergence_probe
+
     sys_cfg = cfg.systems[system]
     if sys_cfg.train is None:
         raise ValueError(f"systems.{system}: family '{sys_cfg.family}' has no train block")
     family = get_family(sys_cfg.family)
-    model_cfg, _ = system_configs(sys_cfg, f"systems.{system}")
+    model_cfg, decode = system_configs(sys_cfg, f"systems.{system}")
     task_info = load_task_info(data_dir)
     ctx = distributed.init(cfg.compute.device)
     torch.set_num_threads(max(1, cfg.compute.threads // ctx.world_size))
@@ -347,14 +376,15 @@ def train_system(cfg: Config, task: str, system: str, data_dir: Path, out_dir: P
     model = family.build(model_cfg, task_info)
     num_params = checkpoint.num_parameters(model)
     LOG.info("%s/%s: %s model with %d parameters", task, system, sys_cfg.family, num_params)
+    probe = convergence_probe(family, sys_cfg, decode, data_dir) if ctx.is_main else None
     model = fit(model, load_split(data_dir, "train"), load_split(data_dir, "valid"), sys_cfg.train,
-                Path(state_dir), device=cfg.compute.device, log=log)
+                Path(state_dir), device=cfg.compute.device, log=log, probe=probe)
     if ctx.is_main:
         state = checkpoint.latest_state(state_dir)
         checkpoint.save_model(model, model.export_config(), out_dir, family.name, extra={
             "task": task, "system": system, "step": sys_cfg.train.steps,
             "num_parameters": num_params, "ema_rate": sys_cfg.train.ema_rate,
-            "training_state": str(state)})
+            "training_state": str(state), "convergence": probe.records if probe else []})
         LOG.info("saved %s (from training state %s)", out_dir, state)
         if log is not None:
             log(step=sys_cfg.train.steps, num_parameters=num_params)

@@ -104,6 +104,8 @@ class Family:
             overrides it), or None.
         matches_paper: model config -> whether it is the paper's model (size, pretraining);
             the table shows the paper's numbers only beside such systems.
+        probe_decode: decode config -> a fixed cheap decode whose validation BLEU is recorded at
+            every validation step (the convergence figure), or None.
         is_floor: a reference row (copy source, random target): listed last, never bold.
     """
 
@@ -117,6 +119,7 @@ class Family:
     describe: Callable[[Any], str] = describe_decode
     paper_system: str | None = None
     matches_paper: Callable[[Any], bool] = lambda model_cfg: False
+    probe_decode: Callable[[Any], Any] | None = None
     is_floor: bool = False
 
 

@@ -43,16 +43,19 @@ def params(model) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-def _whole_and_killed_at_7(tmp_path):
-    """A whole run in tmp_path/a, and the same run killed at step 7 in tmp_path/b."""
-    train, valid, cfg = make_pairs(10), make_pairs(4, seed=1), train_cfg()
-    whole = fit(tiny(), train, valid, cfg, tmp_path / "a", progress=False)
-
+def _killed_at_7(state_dir, train, valid, cfg, **fit_options) -> None:
     def kill_at_7(step, **_):
         if step == 7:
             raise Killed
     with pytest.raises(Killed):
-        fit(tiny(), train, valid, cfg, tmp_path / "b", log=kill_at_7, progress=False)
+        fit(tiny(), train, valid, cfg, state_dir, log=kill_at_7, progress=False, **fit_options)
+
+
+def _whole_and_killed_at_7(tmp_path):
+    """A whole run in tmp_path/a, and the same run killed at step 7 in tmp_path/b."""
+    train, valid, cfg = make_pairs(10), make_pairs(4, seed=1), train_cfg()
+    whole = fit(tiny(), train, valid, cfg, tmp_path / "a", progress=False)
+    _killed_at_7(tmp_path / "b", train, valid, cfg)
     return whole, (train, valid, cfg)
 
 
@@ -183,3 +186,24 @@ def test_train_stage_writes_a_loadable_model_folder(tmp_path, monkeypatch):
     first = (tmp_path / "model" / "model.safetensors").read_bytes()
     train_system(cfg, "toy", "tiny", tmp_path / "data", tmp_path / "model", tmp_path / "state")
     assert (tmp_path / "model" / "model.safetensors").read_bytes() == first
+
+
+def test_a_probe_records_each_validation_step_survives_a_resume_and_changes_nothing(tmp_path):
+    from pipeline.train import Probe
+
+    def score(model):
+        return float(model.head.weight.abs().mean())      # any deterministic function of weights
+
+    whole, (train, valid, cfg) = _whole_and_killed_at_7(tmp_path)
+    probe = Probe(score)
+    probed = fit(tiny(), train, valid, cfg, tmp_path / "c", progress=False, probe=probe)
+    assert all(torch.equal(v, params(probed)[k]) for k, v in params(whole).items())
+    assert [r["step"] for r in probe.records] == [4, 8]          # eval_every 4 of 8 steps
+    seconds = [r["train_s"] for r in probe.records]
+    assert seconds == sorted(seconds)
+
+    _killed_at_7(tmp_path / "d", train, valid, cfg, probe=Probe(score))
+    resumed = Probe(score)                       # killed at 7: resumes from the state of step 6
+    fit(tiny(), train, valid, cfg, tmp_path / "d", progress=False, probe=resumed)
+    assert [r["step"] for r in resumed.records] == [4, 8]
+    assert [r["bleu"] for r in resumed.records] == [r["bleu"] for r in probe.records]
