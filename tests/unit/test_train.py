@@ -192,7 +192,7 @@ def test_a_probe_records_each_validation_step_survives_a_resume_and_changes_noth
     from pipeline.train import Probe
 
     def score(model):
-        return float(model.head.weight.abs().mean())      # any deterministic function of weights
+        return float(model.head.weight.detach().abs().mean())   # deterministic in the weights
 
     whole, (train, valid, cfg) = _whole_and_killed_at_7(tmp_path)
     probe = Probe(score)
