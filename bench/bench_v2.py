@@ -8,11 +8,11 @@
         --model diffuseq_v2=bench-out/v2/diffuseq_v2/model
 
 `convergence` trains exactly as the train stage does (same seed, config and data order; the probe
-uses no global random state), writes `<out>/<system>/convergence.json` (per probe: step, training
-wall seconds without the probes, train loss, BLEU of two common cheap decodes "DPM-Solver++ 10
-steps" and "DDIM eta 1, 20 steps" and of the system's own decode on validation sources) and the
-final model folder;
-training wall and CPU seconds exclude the probes.
+uses no global random state), probing at every `--probe-every` steps instead of the system's
+`eval_every`, and writes `<out>/<name>/convergence.json` (per probe: step, training seconds
+without validation and probes, BLEU on validation sources of two common cheap decodes
+"DPM-Solver++ 10 steps" and "DDIM eta 1, 20 steps" and of the system's own decode) and the final
+model folder.
 `sweep` prints and writes `<out>/sweep.json`: per model, single-candidate and MBR@10 BLEU with
 the cost (wall and process CPU seconds) of 10 seeds batched for each fast sampler point, and
 2000-step DDPM run the paper's way (one run per seed; the cost of ten runs extrapolated from the
@@ -26,7 +26,6 @@ import argparse
 import dataclasses
 import json
 import shutil
-import time
 from pathlib import Path
 
 import torch
@@ -34,10 +33,11 @@ import torch
 from pipeline import checkpoint
 from pipeline.config import load_config
 from pipeline.data.dataset import load_split, load_task_info
-from pipeline.diffusion.sweep import (EvalSet, decode_bleu, generate_texts, load_eval_set,
-                                      sampler_sweep, single_candidate_bleu)
-from pipeline.models.registry import family_spec
-from pipeline.train import fit
+from pipeline.diffusion.sweep import sampler_sweep
+from pipeline.models.registry import get_family, load_model, system_configs
+from pipeline.quick_eval import (EvalSet, decode_bleu, generate_texts, load_eval_set,
+                                 single_candidate_bleu)
+from pipeline.train import Probe, fit
 
 FAST_GRID = [{"sampler": "dpm_solver++", "steps": n, "solver_order": 2} for n in (5, 10, 20)] + [
     {"sampler": "ddim", "steps": n, "eta": 1.0} for n in (20, 100)]
@@ -56,35 +56,35 @@ def _probe_decodes(decode) -> dict[str, object]:
 def convergence(args: argparse.Namespace) -> None:
     cfg = load_config(args.params)
     system = cfg.systems[args.system]
-    model_cfg, decode = cfg.family_configs(args.system)
-    train_cfg = dataclasses.replace(system.train, steps=args.steps or system.train.steps)
+    family = get_family(system.family)
+    model_cfg, decode = system_configs(system, f"systems.{args.system}")
+    steps = args.steps or system.train.steps
+    train_cfg = dataclasses.replace(system.train, steps=steps, eval_every=args.probe_every,
+                                    checkpoint_every=steps)
     data_dir, out = Path(args.data), Path(args.out) / (args.name or args.system)
     shutil.rmtree(out, ignore_errors=True)
     torch.set_num_threads(args.threads)
     torch.manual_seed(train_cfg.seed)
-    model = family_spec(system.family).module.build(model_cfg, load_task_info(data_dir))
+    model = family.build(model_cfg, load_task_info(data_dir))
     valid = load_eval_set(data_dir, "valid", args.probe_sources)
     probes = _probe_decodes(decode)
-    records, started, probe = [], (time.perf_counter(), time.process_time()), [0.0, 0.0]
+    scores: list[dict[str, float]] = []
 
-    def log(step: int, **numbers: float) -> None:
-        if "lr" not in numbers or (step % args.probe_every and step != train_cfg.steps):
-            return
-        now = (time.perf_counter(), time.process_time())
-        bleu = {f"bleu_{name}": decode_bleu(model, valid, d, seeds=args.probe_seeds)
-                for name, d in probes.items()}
-        records.append({"step": step, "train_wall_s": now[0] - started[0] - probe[0],
-                        "train_cpu_s": now[1] - started[1] - probe[1], "loss": numbers["loss"], **bleu})
-        probe[0] += time.perf_counter() - now[0]
-        probe[1] += time.process_time() - now[1]
-        print(json.dumps(records[-1]), flush=True)
+    def score(probed) -> float:
+        scores.append({f"bleu_{name}": decode_bleu(probed, valid, d, seeds=args.probe_seeds,
+                                                    batch_size=args.probe_sources)
+                       for name, d in probes.items()})
+        print(json.dumps(scores[-1]), flush=True)
+        return scores[-1]["bleu_own"]
 
-    fit(model, load_split(data_dir, "train"), load_split(data_dir, "valid"), train_cfg,
-        out / "train_state", device="cpu", log=log, progress=False)
-    checkpoint.save_model(model, out / "model", extra={"family": system.family,
-                                                       "system": args.system, "step": train_cfg.steps})
+    probe = Probe(score)
+    model = fit(model, load_split(data_dir, "train"), load_split(data_dir, "valid"), train_cfg,
+                out / "train_state", device="cpu", progress=False, probe=probe)
+    checkpoint.save_model(model, model.export_config(), out / "model", family.name,
+                          extra={"system": args.system, "step": steps})
+    records = [{"step": r["step"], "train_s": r["train_s"], **s} for r, s in zip(probe.records, scores)]
     (out / "convergence.json").write_text(json.dumps({
-        "system": args.system, "steps": train_cfg.steps, "probe_sources": args.probe_sources,
+        "system": args.system, "steps": steps, "probe_sources": args.probe_sources,
         "probe_seeds": args.probe_seeds, "probes": {k: dataclasses.asdict(v) for k, v in probes.items()},
         "records": records}, indent=1))
 
@@ -117,8 +117,8 @@ def sweep(args: argparse.Namespace) -> None:
     report = {"num_sources": args.sources, "threads": args.threads, "models": {}}
     for spec in args.model:
         system, path = spec.split("=", 1)
-        model = checkpoint.load_model(Path(path)).eval()
-        _, decode = cfg.family_configs(system)
+        model = load_model(Path(path))
+        _, decode = system_configs(cfg.systems[system], f"systems.{system}")
         decode = dataclasses.replace(decode, record_fractions=[])
         _warm_up(model, data, decode)
         paper = _paper_procedure(model, data, decode, seeds[:args.ddpm_seeds], args.sources)

@@ -147,7 +147,7 @@ class BertScoreConfig:
 
 @dataclass(frozen=True)
 class EvaluationConfig:
-    """MBR and diversity settings of the paper (spec/metrics.md)."""
+    """MBR and diversity settings of the paper (docs/metrics.md)."""
 
     mbr_sizes: list[int] = constrained(default_factory=lambda: [1, 3, 5, 10], minItems=1,
                                        uniqueItems=True, items={"minimum": 1})

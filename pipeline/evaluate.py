@@ -1,4 +1,4 @@
-"""The evaluate stage: one system's sample files -> its metrics JSON (spec/metrics.md).
+"""The evaluate stage: one system's sample files -> its metrics JSON (docs/metrics.md).
 
 Reads `seed<S>.jsonl` for the configured seeds (the authors' format: lines `{"source", "reference",
 "recover"}`, line i of every file = test example i), applies MBR for every candidate-set size that

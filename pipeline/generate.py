@@ -10,7 +10,7 @@ Outputs (`results/<task>/<system>/samples/`, written atomically as one folder):
 
 Every text goes through `pipeline.text`: model ids become `output_text` (the task tokenizer's plain
 decode, or another tokenizer's decode normalised with the task's); sources and references are the
-prepared test texts after the task tokenizer's round trip (spec/metrics.md), so every system is
+prepared test texts after the task tokenizer's round trip (docs/metrics.md), so every system is
 scored against identical references.
 Models see only the sources: batches are collated with empty targets, so no reference can leak
 into a candidate. Candidate (i, s) depends only on the checkpoint, the seed s and the index i

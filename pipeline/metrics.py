@@ -1,4 +1,4 @@
-"""The paper's metrics (spec/metrics.md): sentence BLEU, ROUGE-L, BERTScore, dist-1, Len,
+"""The paper's metrics (docs/metrics.md): sentence BLEU, ROUGE-L, BERTScore, dist-1, Len,
 self-BLEU and div-4, plus corpus sacreBLEU as an extra column.
 
 Sentence BLEU is NLTK's `sentence_bleu([ref.split()], hyp.split(),
@@ -294,7 +294,7 @@ def _bert_scorer(model: str, num_layers: int | None, device: str):
     from bert_score import BERTScorer
 
     model_type, layers = resolve_bertscore_model(model, num_layers)
-    # No idf and no baseline rescaling: the paper's setting (spec/metrics.md).
+    # No idf and no baseline rescaling: the paper's setting (docs/metrics.md).
     return BERTScorer(model_type=model_type, num_layers=layers, lang="en", device=device)
 
 

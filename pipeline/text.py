@@ -1,6 +1,6 @@
 """Text normalisation shared by every system's output writer and by the evaluation.
 
-spec/metrics.md, "Text normalisation": a hypothesis made of the task tokenizer's ids is exactly that
+docs/metrics.md, "Text normalisation": a hypothesis made of the task tokenizer's ids is exactly that
 tokenizer's decode of them with the `[CLS]`, `[SEP]`, `[PAD]` strings removed and surrounding
 whitespace stripped (the authors' text). References, and outputs of systems with their own tokenizer
 (GPT-2's BPE, T5), go through the task tokenizer's tokenize -> decode round trip, so every system is

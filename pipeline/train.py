@@ -2,7 +2,7 @@
 
 The trainer knows a model only through `pipeline.models.base.Seq2Seq`: `collate(pairs)` makes a
 batch and `loss(batch)["loss"]` (B,) is what it minimises (averaged over examples); the other
-floating-point per-example terms are logged, overall and per `loss_groups` group. DiffuSeq §4 / spec/diffuseq.md §4 fix the optimiser: AdamW, linear
+floating-point per-example terms are logged, overall and per `loss_groups` group. DiffuSeq §4 / docs/diffuseq.md §4 fix the optimiser: AdamW, linear
 warmup then linear decay of the learning rate to 0 over `steps`, EMA of the weights.
 
 Batch semantics: `cfg.batch_size` is the global batch of one optimiser step,

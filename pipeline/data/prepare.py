@@ -34,7 +34,7 @@ SPECIAL_TOKENS = {"pad_token": "[PAD]", "unk_token": "[UNK]", "cls_token": "[CLS
                   "sep_token": "[SEP]", "mask_token": "[MASK]"}  # in id order: [PAD] is 0
 TOKENIZE_CHUNK = 50_000  # texts per tokenizer call: bounds memory on million-line splits
 MAX_SKIPPED_LISTED = 100
-# DiffuSeq's joint layout [CLS] x [SEP] [SEP] [CLS] y [SEP] adds 5 specials (spec/diffuseq.md §1).
+# DiffuSeq's joint layout [CLS] x [SEP] [SEP] [CLS] y [SEP] adds 5 specials (docs/diffuseq.md §1).
 LAYOUT_SPECIALS = 5
 
 

@@ -1,6 +1,6 @@
 """Minimum Bayes risk selection of one output per source from its candidate set.
 
-spec/metrics.md, "MBR": for candidates c_1..c_K of a source, pick argmax_i sum_{j != i}
+docs/metrics.md, "MBR": for candidates c_1..c_K of a source, pick argmax_i sum_{j != i}
 u(ref=c_j, hyp=c_i) (the paper: u = sentence BLEU, K = 10 seeds), summed exactly as the authors'
 evaluation sums it, so that last-digit ties break the same way. Pure Python and numpy; no torch.
 """

@@ -1,3 +1,3 @@
 """The diffusion machinery: schedules, the forward process and loss, timestep samplers, reverse
 samplers, the clamping trick and the tiled vocabulary cross-entropy (DiffuSeq §3;
-/work/shared/spec/diffuseq.md)."""
+docs/diffuseq.md)."""

@@ -1,5 +1,5 @@
 """DiffuSeq-v2's learned soft absorbing state m and its discrete noise (Gong et al., EMNLP 2023
-Findings, "DiffuSeq-v2"; spec/diffuseq-v2.md sections 1-2).
+Findings, "DiffuSeq-v2"; docs/diffuseq-v2.md §1-2).
 
 Forward process on target positions (source positions stay exactly z_0):
     z_t = sqrt(alpha_bar_t) (z_0 - m) + sqrt(1 - alpha_bar_t) eps + m     (Gaussian noise centred on m)

@@ -3,7 +3,7 @@ project's sampler contract (see `pipeline.diffusion.samplers`). The solver is di
 `DPMSolverMultistepScheduler` (algorithm "dpmsolver++", prediction "sample", i.e. the network's
 x̂_0, solver type "midpoint"), given the model's own betas.
 
-What the DiffuSeq-v2 release runs (spec/diffuseq-v2.md section 2, its `sample_seq2seq_dpmSolver.py`):
+What the DiffuSeq-v2 release runs (docs/diffuseq-v2.md §2, its `sample_seq2seq_dpmSolver.py`):
 the reference solver with `steps` network evaluations at time-uniform points from t = T-1 down
 to t = 0, a discrete VP schedule from the betas, order 2 multistep (the first step first order),
 and its last update landing on step 0 (z_0 is decoded, not x̂_0). diffusers' "linspace" spacing

@@ -3,7 +3,7 @@
 Notation (paper -> code): z_0 / x_0 -> `z0`, z_t -> `z_t`, Emb(w) -> `emb`, alpha_bar_t ->
 `alphas_cumprod[t]`, epsilon -> `noise`, x̂_0 = f(z_t, t) -> `pred_z0`, the mask that marks the
 generated (target) positions -> `input_mask` (1 = target, noised; 0 = source, kept clean).
-DiffuSeq §3 / spec sections 3-4; the schedule arithmetic follows improved-diffusion's
+DiffuSeq §3 / docs/diffuseq.md §3-4; the schedule arithmetic follows improved-diffusion's
 `GaussianDiffusion` (float64 numpy, cast to float32 only when gathered for a batch).
 """
 
@@ -63,7 +63,7 @@ class Diffusion:
 
     Args:
         betas: (T,) float64 noise schedule (see `schedules.get_betas`).
-        rescale_timesteps: give the network t * 1000 / T instead of t (spec section 3).
+        rescale_timesteps: give the network t * 1000 / T instead of t (docs/diffuseq.md §3).
     """
 
     def __init__(self, betas: np.ndarray, rescale_timesteps: bool = True):
@@ -112,7 +112,7 @@ class Diffusion:
                emb_noise: Tensor | None = None, noise: Tensor | None = None,
                with_nll: bool = True, absorbing: AbsorbingState | None = None
                ) -> dict[str, Tensor]:
-        """DiffuSeq's three-term objective per example (spec section 4), unweighted.
+        """DiffuSeq's three-term objective per example (docs/diffuseq.md §4), unweighted.
 
         Args:
             net: the denoiser.

@@ -1,4 +1,4 @@
-"""Reverse-process samplers, one class per algorithm (DiffuSeq §3.3; spec section 5).
+"""Reverse-process samplers, one class per algorithm (DiffuSeq §3.3; docs/diffuseq.md §5).
 
 Contract (after diffusers' schedulers): `set_timesteps(num_steps)` fixes the visited timesteps
 (`timesteps`, descending); `step(pred_z0, t, z_t, generator=...)` turns the network's x̂_0 at the
@@ -85,7 +85,7 @@ class Sampler:
 
 
 class DDPMSampler(Sampler):
-    """Ancestral sampling through all T steps with the posterior mean (spec section 5).
+    """Ancestral sampling through all T steps with the posterior mean (docs/diffuseq.md §5).
 
     Args:
         betas: (T,) float64 schedule.
@@ -120,7 +120,7 @@ class DDPMSampler(Sampler):
 
 
 class ReleaseDDIMGapSampler(Sampler):
-    """The release's "DDIM with gap" (release; spec section 5), reproduced as it behaves.
+    """The release's "DDIM with gap" (release; docs/diffuseq.md §5), reproduced as it behaves.
 
     With gap g = T // num_steps it visits T-1, T-1-g, ... down to (T-1) mod g, and each update is
     deterministic DDIM (eta = 0) towards alpha_bar_{t-1}, not towards the next visited step; so

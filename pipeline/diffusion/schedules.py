@@ -1,4 +1,4 @@
-"""Noise schedules: beta_i for i = 0..T-1, as pure float64 numpy (DiffuSeq §3; spec section 3).
+"""Noise schedules: beta_i for i = 0..T-1, as pure float64 numpy (DiffuSeq §3; docs/diffuseq.md §3).
 
 A continuous schedule gives alpha_bar(s) for s in [0, 1]; it is discretised as
 beta_i = min(1 - alpha_bar((i+1)/T) / alpha_bar(i/T), 0.999), so that

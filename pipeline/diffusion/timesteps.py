@@ -1,4 +1,4 @@
-"""Training-time samplers of the timestep t, with importance weights (DiffuSeq §4; spec section 4).
+"""Training-time samplers of the timestep t, with importance weights (DiffuSeq §4; docs/diffuseq.md §4).
 
 After improved-diffusion's `resample.py`: `uniform` draws t uniformly; `loss_aware` (its
 "second-moment resampler") keeps the last 10 losses of every t and, once each t has 10, draws t

@@ -3,7 +3,7 @@
 The network's module names are the authors' release's (`word_embedding`, `lm_head`, `time_embed`,
 `input_up_proj`, `input_transformers`, `position_embeddings`, `LayerNorm`, `output_down_proj`),
 so a release state dict loads into `DiffuSeq.net` without renaming (see `release_import`).
-Spec: /work/shared/spec/diffuseq.md sections 1-5; (release) marks the authors' behaviour kept.
+Specification: docs/diffuseq.md §1-5; (release) marks the authors' behaviour kept.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ class EncoderConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """DiffuSeq's network and diffusion (spec sections 2-4). hidden_dim is d (word embeddings),
+    """DiffuSeq's network and diffusion (docs/diffuseq.md §2-4). hidden_dim is d (word embeddings),
     hidden_t_dim the sinusoidal time embedding; use_plm_init loads the encoder (and position
     embeddings, LayerNorm) from pretrained BERT `plm_name` (hub id or local folder).
     dynamic_length pads each training batch only to its longest joint sequence (rounded up to a
@@ -78,7 +78,7 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class DecodeConfig:
-    """Sampling (spec section 5). sampler: `ddpm` (all T steps), `ddim_gap` (the release's DDIM
+    """Sampling (docs/diffuseq.md §5). sampler: `ddpm` (all T steps), `ddim_gap` (the release's DDIM
     with gap T//steps, for reproduction), `ddim` (correctly respaced DDIM, `eta`), `dpm_solver++`
     (multistep DPM-Solver++ of order `solver_order`, DiffuSeq-v2's fast sampler). Clamping at
     visited steps t >= clamp_step (clamp_step >= T: never). ddpm_variance: `fixed_large`
@@ -140,8 +140,8 @@ def _bert_config(enc: EncoderConfig) -> BertConfig:
 
 
 class TransformerNet(nn.Module):
-    """f(z_t, t) -> x̂_0 (spec section 2). Module names are the release's; keep their order
-    (word_embedding before lm_head: loading a release state dict relies on it, spec section 6)."""
+    """f(z_t, t) -> x̂_0 (docs/diffuseq.md §2). Module names are the release's; keep their order
+    (word_embedding before lm_head: loading a release state dict relies on it, docs/diffuseq.md §6)."""
 
     def __init__(self, cfg: ModelConfig, vocab_size: int):
         super().__init__()
@@ -188,7 +188,7 @@ class TransformerNet(nn.Module):
 
 
 def layout_example(source: np.ndarray, target: np.ndarray, task: TaskInfo) -> tuple[list[int], int, bool]:
-    """The release's joint sequence `[CLS] x [SEP] [SEP] [CLS] y [SEP]` (spec section 1), unpadded.
+    """The release's joint sequence `[CLS] x [SEP] [SEP] [CLS] y [SEP]` (docs/diffuseq.md §1), unpadded.
 
     (release) while len([CLS] x) + len([CLS] y) > seq_len - 3, drop the last word piece of the
     longer side (of both when equal); then each side gets its [SEP] back.
@@ -335,7 +335,7 @@ class DiffuSeq(Seq2Seq):
     def denoise(self, sampler: Sampler, x_start: Tensor, input_mask: Tensor,
                 generators: list[torch.Generator], decode: DecodeConfig, *,
                 initial_noise: Tensor | None = None, keep_path: bool = False) -> Denoised:
-        """The reverse process (spec section 5), source re-imposed after every step; with
+        """The reverse process (docs/diffuseq.md §5), source re-imposed after every step; with
         DiffuSeq-v2's absorbing state, target positions start at eps + m (see DecodeConfig) and
         take its discrete noise after every step that adds noise.
 
@@ -377,7 +377,7 @@ class DiffuSeq(Seq2Seq):
         return Denoised(z0=z, trace=trace, path=torch.stack(path) if keep_path else None)
 
     def _target_ids(self, ids: Tensor, input_mask: Tensor, target_end: str) -> list[int]:
-        """The generated target's word pieces, specials removed (spec section 5)."""
+        """The generated target's word pieces, specials removed (docs/diffuseq.md §5)."""
         target = ids[int((input_mask == 0).sum()):].tolist()
         specials = {self.task.cls_id, self.task.sep_id, self.task.pad_id}
         if target_end == "strip_specials":

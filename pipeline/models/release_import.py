@@ -1,5 +1,5 @@
-"""Import of checkpoints trained with the authors' DiffuSeq release (spec section 6), and with its
-DiffuSeq-v2 branch (spec/diffuseq-v2.md: the same layout plus the absorbing state `mean_embed`).
+"""Import of checkpoints trained with the authors' DiffuSeq release (docs/diffuseq.md §6), and with its
+DiffuSeq-v2 branch (docs/diffuseq-v2.md: the same layout plus the absorbing state `mean_embed`).
 
 A release checkpoint is a PyTorch state dict of the network (names as in `TransformerNet`, plus a
 `position_ids` buffer) beside a `training_args.json`. Its `word_embedding.weight` holds EMA weights

@@ -189,7 +189,7 @@ def render_report(cfg: Config, by_task: dict[str, list[dict[str, Any]]]) -> str:
     """The whole tables.md text."""
     table = load_paper_table()
     parts = ["# Results", "",
-             "Columns as in the paper's Table 1 (spec/metrics.md). Values in parentheses: the "
+             "Columns as in the paper's Table 1 (docs/metrics.md). Values in parentheses: the "
              "paper's, where the task and system map to one of its rows. Bold: best per column, "
              "floor rows excluded. Figures: `figures/`.", ""]
     for task, rows in by_task.items():

@@ -1,4 +1,4 @@
-"""pipeline.decoding.mbr: the paper's MBR rule (spec/metrics.md)."""
+"""pipeline.decoding.mbr: the paper's MBR rule (docs/metrics.md)."""
 
 import random
 

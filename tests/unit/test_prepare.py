@@ -128,7 +128,7 @@ def test_stats_and_task_info(minipara):
     root, stats = minipara
     split = load_split(root / "processed", "train")
     joint = split.lengths("src") + split.lengths("trg")
-    # DiffuSeq truncates when len(x)+len(y) > seq_len-3, each counting [CLS] (spec/diffuseq.md §1).
+    # DiffuSeq truncates when len(x)+len(y) > seq_len-3, each counting [CLS] (docs/diffuseq.md §1).
     assert stats["splits"]["train"]["truncated"] == int(((joint + 2) > 24 - 3).sum()) > 0
     assert stats["splits"]["train"]["count"] == 300 and stats["skipped"]["count"] == 0
     histogram = stats["splits"]["train"]["length"]["src"]["histogram"]
