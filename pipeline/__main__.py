@@ -27,17 +27,17 @@ def _is_rank_zero() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def _check_cell(cfg: Config, task: str | None, system: str | None) -> None:
-    """The grid cell exists, and its system's family accepts the system's blocks (checked before
-    a stage claims, deletes or writes anything)."""
-    from pipeline.models.registry import system_configs
-
+def _check_cell(cfg: Config, task: str | None, system: str | None, *, blocks: bool = True) -> None:
+    """The grid cell exists, and (with `blocks`) its system's family accepts the system's blocks
+    (checked before a stage claims, deletes or writes anything)."""
     if task is not None and task not in cfg.tasks:
         raise ConfigError(f"{cfg.path}: no task '{task}' (tasks: {sorted(cfg.tasks)})")
     if system is not None and system not in cfg.tasks[task].systems:
         raise ConfigError(f"{cfg.path}: system '{system}' is not run on task '{task}' "
                           f"(tasks.{task}.systems: {cfg.tasks[task].systems})")
-    if system is not None:
+    if system is not None and blocks:
+        from pipeline.models.registry import system_configs
+
         try:
             system_configs(cfg.systems[system], f"systems.{system}")
         except (TypeError, ValueError) as exc:
@@ -183,7 +183,9 @@ def _tool_dvc_record(args: argparse.Namespace) -> None:
 
     cfg = load_config(args.params)
     cell = {w: getattr(args, w) for w in stages.STAGES[args.stage].wildcards}
-    _check_cell(cfg, cell.get("task"), cell.get("system"))
+    # The job that ran already checked the blocks; importing the families (torch) for it again
+    # would cost every recorded job seconds.
+    _check_cell(cfg, cell.get("task"), cell.get("system"), blocks=False)
     skipped = record_job(cfg, args.stage, **cell)
     if skipped:
         LOG.warning("not recorded in DVC: %s", skipped)
