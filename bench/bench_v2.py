@@ -91,10 +91,10 @@ def convergence(args: argparse.Namespace) -> None:
 
 def _paper_procedure(model, data: EvalSet, decode, seeds: list[int], batch_size: int) -> dict:
     """2000-step DDPM, one separate run per seed (the paper's candidate sets)."""
-    ddpm = dataclasses.replace(decode, sampler="ddpm", steps=model.num_timesteps)
+    ddpm = dataclasses.replace(decode, sampler="ddpm", steps=model.cfg.diffusion_steps)
     runs = [generate_texts(model, data, [seed], ddpm, batch_size) for seed in seeds]
     candidates = [[texts[i][0] for texts, _ in runs] for i in range(len(data.pairs))]
-    record = {"sampler": "ddpm", "steps": model.num_timesteps, "seeds": seeds,
+    record = {"sampler": "ddpm", "steps": model.cfg.diffusion_steps, "seeds": seeds,
               "bleu_single": single_candidate_bleu(candidates, data.references)}
     for key in ("wall_s", "cpu_s"):
         per_run = [cost[key] for _, cost in runs]
