@@ -131,14 +131,21 @@ def check_training(sizes: dict, device: torch.device, bf16: bool, compile_net: s
             "train_peak_memory_mb": peak_memory_mb(device)}
 
 
+def source_only_batch(family, model_cfg, sizes: dict, count: int, seed: int, device: torch.device):
+    """A model of `family` (seeded initial weights, eval mode) and a batch of `count` random
+    sources without targets, as generation receives them."""
+    torch.manual_seed(0)
+    model = family.build(model_cfg, task_info(sizes)).to(device).eval()
+    pairs = [(src, np.zeros(0, dtype=np.int64))
+             for src, _ in random_pairs(sizes, count, np.random.default_rng(seed))]
+    return model, model.collate(pairs), len(pairs)
+
+
 def check_sampling(sizes: dict, device: torch.device, repeats: int) -> dict:
     """Sequences/s of DDPM (all T steps, extrapolated from probe_steps) and respaced DDIM."""
-    torch.manual_seed(0)
-    model = diffuseq.build(sizes["diffuseq"], task_info(sizes)).to(device).eval()
-    pairs = [(src, np.zeros(0, dtype=np.int64))
-             for src, _ in random_pairs(sizes, sizes["sample_rows"], np.random.default_rng(1))]
-    batch = model.collate(pairs)
-    rows, steps_t = len(pairs), sizes["diffuseq"].diffusion_steps
+    model, batch, rows = source_only_batch(diffuseq, sizes["diffuseq"], sizes, sizes["sample_rows"], 1,
+                                           device)
+    steps_t = sizes["diffuseq"].diffusion_steps
 
     def sample(**decode) -> Callable[[], object]:
         return lambda: model.generate(batch, [0], list(range(rows)), diffuseq.DecodeConfig(**decode))
@@ -159,16 +166,13 @@ def check_sampling(sizes: dict, device: torch.device, repeats: int) -> dict:
 
 def check_decoding(sizes: dict, device: torch.device, repeats: int) -> dict:
     """Transformer-base seeded-sampling decode of decode_sources sources at max_len tokens."""
-    torch.manual_seed(0)
-    model = transformer.build(sizes["transformer"], task_info(sizes)).to(device).eval()
-    pairs = [(src, np.zeros(0, dtype=np.int64))
-             for src, _ in random_pairs(sizes, sizes["decode_sources"], np.random.default_rng(2))]
-    batch = model.collate(pairs)
+    model, batch, rows = source_only_batch(transformer, sizes["transformer"], sizes,
+                                           sizes["decode_sources"], 2, device)
     decode = dataclasses.replace(transformer.DecodeConfig(), max_len=sizes["max_len"])
-    seconds = timed(lambda: model.generate(batch, [0], list(range(len(pairs))), decode), device, repeats)
-    print(f"decode Transformer: {len(pairs) / seconds:.2f} sequences/s ({len(pairs)} sources, "
+    seconds = timed(lambda: model.generate(batch, [0], list(range(rows)), decode), device, repeats)
+    print(f"decode Transformer: {rows / seconds:.2f} sequences/s ({rows} sources, "
           f"max_len {sizes['max_len']})")
-    return {"transformer_decode_seq_per_s": len(pairs) / seconds}
+    return {"transformer_decode_seq_per_s": rows / seconds}
 
 
 def main() -> None:

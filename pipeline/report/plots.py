@@ -76,20 +76,32 @@ def quality_diversity(by_task: Metrics) -> plt.Figure:
     return fig
 
 
+def _curves(by_task: Metrics, key: str) -> list[tuple[str, list[dict[str, Any]]]]:
+    """(task: system label, records) for every system whose metrics carry `key`."""
+    return [(f"{task}: {_label(m)}", m[key]) for task, rows in by_task.items()
+            for m in rows if m.get(key)]
+
+
+def _draw_curves(ax: plt.Axes, curves: list[tuple[str, list[dict[str, Any]]]],
+                 x: Callable[[dict[str, Any]], float], y: Callable[[dict[str, Any]], float],
+                 empty: str) -> None:
+    """One line per curve, x(record) against y(record); the `empty` note when there is none."""
+    if not curves:
+        _no_data(ax, empty)
+        return
+    for label, records in curves:
+        ax.plot([x(r) for r in records], [y(r) for r in records], marker=".", label=label)
+    ax.legend(fontsize="small")
+
+
 def stepwise(by_task: Metrics) -> plt.Figure:
     """BLEU and div-4 of the decoded intermediate outputs along the generation."""
     fig, axes = _panels(2, "Step-wise quality and diversity of the intermediate outputs")
-    curves = [(f"{task}: {_label(m)}", m["stepwise"]) for task, rows in by_task.items()
-              for m in rows if m.get("stepwise")]
+    curves = _curves(by_task, "stepwise")
     for ax, key, name in zip(axes, ("bleu", "div4"), ("BLEU", "div-4")):
-        if not curves:
-            _no_data(ax, "no system recorded steps (steps.jsonl)")
-        for label, curve in curves:
-            ax.plot([100 * p["fraction"] for p in curve], [p[key] for p in curve], marker=".",
-                    label=label)
+        _draw_curves(ax, curves, lambda p: 100 * p["fraction"], lambda p, key=key: p[key],
+                     "no system recorded steps (steps.jsonl)")
         ax.set(xlabel="% of generation steps", ylabel=name, title=name)
-        if curves:
-            ax.legend(fontsize="small")
     return fig
 
 
@@ -138,17 +150,11 @@ def quality_vs_steps(by_task: Metrics) -> plt.Figure:
 def convergence(by_task: Metrics) -> plt.Figure:
     """Validation BLEU of the probe decode at each checkpoint, against steps and seconds."""
     fig, axes = _panels(2, "Convergence: validation BLEU of a fixed cheap decode")
-    curves = [(f"{task}: {_label(m)}", m["convergence"]) for task, rows in by_task.items()
-              for m in rows if m.get("convergence")]
+    curves = _curves(by_task, "convergence")
     for ax, key, name in zip(axes, ("step", "train_s"), ("training steps", "training seconds")):
-        if not curves:
-            _no_data(ax, "no system probed its checkpoints")
-            continue
-        for label, records in curves:
-            ax.plot([r[key] for r in records], [r["bleu"] for r in records], marker=".",
-                    label=label)
+        _draw_curves(ax, curves, lambda r, key=key: r[key], lambda r: r["bleu"],
+                     "no system probed its checkpoints")
         ax.set(xlabel=name, ylabel="validation BLEU")
-        ax.legend(fontsize="small")
     return fig
 
 
