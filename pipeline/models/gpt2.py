@@ -32,8 +32,8 @@ import torch
 from torch import Tensor
 from transformers import AutoTokenizer, GenerationConfig, GPT2Config, GPT2LMHeadModel
 
-from pipeline.models.ar_decoding import (DETERMINISTIC, DecodeConfig, Search, describe, pad_rows,
-                                         run_search, sequence_nll, strip_after_eos)
+from pipeline.models.ar_decoding import (DETERMINISTIC, DecodeConfig, Search, describe, pad_multiple,
+                                         pad_rows, run_search, sequence_nll, strip_after_eos)
 from pipeline.models.base import Batch, Family, GenerationOutput, Pair, Seq2Seq, TaskInfo
 
 __all__ = ["FAMILY", "DecodeConfig", "GPT2Seq2Seq", "ModelConfig", "build", "from_export"]
@@ -92,16 +92,17 @@ class GPT2Seq2Seq(Seq2Seq):
             input_ids, attention_mask, labels (B, L): labels are the ids on the target and EOS
             positions and -100 elsewhere; prompt_ids, prompt_mask (B, P).
         """
-        sides = self._sides(pairs)
+        sides, multiple = self._sides(pairs), pad_multiple(self)
         rows = [x + [self.sep_id] + y + [self.eos_id] for x, y in sides]
-        input_ids, attention_mask = pad_rows(rows, self.pad_id, 2 * self.task.seq_len + 2)
+        input_ids, attention_mask = pad_rows(rows, self.pad_id, 2 * self.task.seq_len + 2, multiple)
         labels = torch.full_like(input_ids, IGNORE)
         for i, (x, y) in enumerate(sides):
             start = len(x) + 1
             labels[i, start:start + len(y) + 1] = input_ids[i, start:start + len(y) + 1]
         # left padding (pad the reversed prompts, flip back): every prompt ends at the last column
         reversed_prompts = [(x + [self.sep_id])[::-1] for x, _ in sides]
-        prompt_ids, prompt_mask = pad_rows(reversed_prompts, self.pad_id, self.task.seq_len + 1)
+        prompt_ids, prompt_mask = pad_rows(reversed_prompts, self.pad_id, self.task.seq_len + 1,
+                                           multiple)
         return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels,
                 "prompt_ids": prompt_ids.flip(1), "prompt_mask": prompt_mask.flip(1)}
 

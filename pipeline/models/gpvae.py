@@ -35,7 +35,8 @@ from torch import Tensor, nn
 from transformers import AutoTokenizer, T5Config, T5ForConditionalGeneration
 from transformers.modeling_outputs import BaseModelOutput
 
-from pipeline.models.ar_decoding import Search, beam_search, describe, pad_rows, sample
+from pipeline.models.ar_decoding import (Search, beam_search, describe, pad_multiple, pad_rows,
+                                         sample)
 from pipeline.models.base import (Batch, Family, GenerationOutput, Pair, Seq2Seq, TaskInfo,
                                   candidate_generator)
 
@@ -215,10 +216,11 @@ class GPVAET5(Seq2Seq):
         srcs, trgs = self._token_lists(pairs)
         srcs = [s[: self.max_len] + [self.eos_id] for s in srcs]
         labels = [t[: self.max_len] + [self.eos_id] for t in trgs]
-        src, src_mask = pad_rows(srcs, self.pad_id, self.max_len + 1)
-        label, _ = pad_rows(labels, -100, self.max_len + 1)
+        multiple = pad_multiple(self)
+        src, src_mask = pad_rows(srcs, self.pad_id, self.max_len + 1, multiple)
+        label, _ = pad_rows(labels, -100, self.max_len + 1, multiple)
         decoder_input, _ = pad_rows([[self.start_id] + t[:-1] for t in labels], self.pad_id,
-                                    self.max_len + 1)
+                                    self.max_len + 1, multiple)
         return {"src": src, "src_mask": src_mask.long(), "labels": label,
                 "decoder_input": decoder_input}
 

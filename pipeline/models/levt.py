@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pipeline.models.ar_decoding import padded_width
+from pipeline.models.ar_decoding import pad_multiple, padded_width
 from pipeline.models.base import (Batch, Family, GenerationOutput, Pair, Seq2Seq, TaskInfo,
                                   candidate_generator)
 from pipeline.models.levt_oracle import ExpertEdits, apply_deletions, apply_insertions, expert_edits
@@ -117,7 +117,7 @@ class LevenshteinTransformer(Seq2Seq):
         """`[BOS] s [EOS]` per sequence, padded to the batch's own length (`padded_width`): ids
         (N, L) and padding mask (N, L), True at pads. The mask comes from the lengths, so a
         predicted [PAD] token inside a canvas stays content."""
-        length = padded_width(max(len(s) for s in seqs) + 2, self.max_len + 2)
+        length = padded_width(max(len(s) for s in seqs) + 2, self.max_len + 2, pad_multiple(self))
         ids = torch.full((len(seqs), length), self.task.pad_id, dtype=torch.long)
         for n, seq in enumerate(seqs):
             ids[n, : len(seq) + 2] = torch.tensor([self.task.cls_id, *seq, self.task.sep_id])
