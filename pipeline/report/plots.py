@@ -121,12 +121,18 @@ def inference_time(by_task: Metrics) -> plt.Figure:
 
 
 def _sweep_lines(by_task: Metrics) -> dict[str, list[dict[str, Any]]]:
-    """label "task: system, sampler" -> its sweep records (metrics rows carry "sampler_sweep")."""
+    """label "task: system, sampler" -> its sweep records (metrics rows carry "sampler_sweep").
+    A point decoded on fewer sources than the system's others (2000-step DDPM on a subset) says
+    so in its label: its BLEU is over other sentences."""
     lines: dict[str, list[dict[str, Any]]] = {}
     for task, rows in by_task.items():
         for m in rows:
-            for record in m.get("sampler_sweep", []):
+            records = m.get("sampler_sweep", [])
+            most = max((r.get("num_sources", 0) for r in records), default=0)
+            for record in records:
                 name = record["sampler"] + (f" eta {record['eta']}" if record.get("eta") else "")
+                if record.get("num_sources", most) < most:
+                    name += f" ({record['num_sources']} sources)"
                 lines.setdefault(f"{task}: {_label(m)}, {name}", []).append(record)
     return {k: sorted(v, key=lambda r: r["steps"]) for k, v in lines.items()}
 

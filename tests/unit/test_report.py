@@ -150,5 +150,10 @@ def test_sweep_and_convergence_figures_draw_a_line_per_system_and_sampler():
     assert sorted(line.get_label() for line in steps_fig.axes[0].get_lines()) == [
         "t: A, ddim eta 1.0", "t: A, dpm_solver"]
     assert [len(ax.get_lines()) for ax in plots.convergence(by_task).axes] == [2, 2]
+    subset = [{**r, "num_sources": 50} for r in sweep] + [
+        {"sampler": "ddpm", "steps": 2000, "bleu_single": 0.3, "wall_s": 300.0, "num_sources": 10}]
+    labels = {line.get_label() for line in plots.quality_vs_steps(
+        {"t": [{"system": "a", "label": "A", "sampler_sweep": subset}]}).axes[0].get_lines()}
+    assert labels == {"t: A, ddim eta 1.0", "t: A, dpm_solver", "t: A, ddpm (10 sources)"}
     empty = plots.quality_vs_steps({"t": [{"system": "b"}]})
     assert all(not ax.get_lines() for ax in empty.axes)
