@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from pipeline import stages
-from pipeline.config import Config
+from pipeline.config import Config, ConfigError, read_layers
 from pipeline.io import atomic_file
 
 DEFAULT_PARAMS = Path("params/default.yaml")
@@ -65,8 +65,26 @@ def build_dvc_yaml(cfg: Config, location: Path = Path("dvc.yaml")) -> dict[str, 
                        for stage in stages.STAGES for cell in stages.cells(cfg, stage)}}
 
 
+def extended_file(cfg: Config) -> Path | None:
+    """The parameter file that `cfg`'s file extends (`extends:`), or None."""
+    layers = read_layers(cfg.path)
+    return layers[0][0] if len(layers) > 1 else None
+
+
+def _shares_outputs(cfg: Config) -> str:
+    return (f"{cfg.path} extends {extended_file(cfg)}, so its jobs write that file's outputs, and DVC "
+            "refuses an output declared in two dvc.yaml files")
+
+
 def write_dvc_yaml(cfg: Config, out: Path | None = None) -> Path:
-    """Write the dvc.yaml of `cfg` (at `default_location` unless `out` is given)."""
+    """Write the dvc.yaml of `cfg` (at `default_location` unless `out` is given).
+
+    Raises:
+        ConfigError: `cfg`'s file extends another (see `_shares_outputs`).
+    """
+    if extended_file(cfg) is not None:
+        raise ConfigError(f"{_shares_outputs(cfg)}: no dvc.yaml of its own (`dvc repro` runs the "
+                          "file it extends; run this one with Snakemake)")
     out = Path(out) if out is not None else default_location(Path(cfg.path))
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_file(out) as handle:
@@ -93,6 +111,8 @@ def record_job(cfg: Config, stage: str, **cell: str) -> str | None:
     if not Path(".dvc").is_dir():
         return "not a DVC repository"
     if not location.is_file():
+        if extended_file(cfg) is not None:
+            return _shares_outputs(cfg)
         return f"{location} not found (run `python -m pipeline dvc-yaml --params {cfg.path}`)"
     from dvc.repo import Repo
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.config import load_config
-from pipeline.dvcgen import build_dvc_yaml, default_location
+from pipeline.config import ConfigError, load_config
+from pipeline.dvcgen import build_dvc_yaml, default_location, write_dvc_yaml
 from tests.helpers.project import dvc, project_copy, snakemake
 
 REPO = Path(__file__).resolve().parents[1]
@@ -53,6 +53,14 @@ def test_committed_dvc_yaml_is_fresh(monkeypatch, params):
     committed = yaml.safe_load(location.read_text())
     assert committed == build_dvc_yaml(load_config(params), location), \
         f"{location} is stale: run `python -m pipeline dvc-yaml --params {params}`"
+
+
+def test_a_file_that_extends_another_gets_no_dvc_yaml(monkeypatch, tmp_path):
+    """Its jobs write the extended file's outputs: a second dvc.yaml would break DVC's graph."""
+    monkeypatch.chdir(REPO)
+    with pytest.raises(ConfigError, match="extends params/default.yaml"):
+        write_dvc_yaml(load_config("params/sweep.yaml"), tmp_path / "dvc.yaml")
+    assert not (tmp_path / "dvc.yaml").exists()
 
 
 @pytest.mark.slow
