@@ -71,9 +71,9 @@ def extended_file(cfg: Config) -> Path | None:
     return layers[0][0] if len(layers) > 1 else None
 
 
-def _shares_outputs(cfg: Config) -> str:
-    return (f"{cfg.path} extends {extended_file(cfg)}, so its jobs write that file's outputs, and DVC "
-            "refuses an output declared in two dvc.yaml files")
+def _shares_outputs(cfg: Config, base: Path) -> str:
+    return (f"{cfg.path} extends {base}, so its jobs write that file's outputs, and DVC refuses an "
+            "output declared in two dvc.yaml files")
 
 
 def write_dvc_yaml(cfg: Config, out: Path | None = None) -> Path:
@@ -82,8 +82,9 @@ def write_dvc_yaml(cfg: Config, out: Path | None = None) -> Path:
     Raises:
         ConfigError: `cfg`'s file extends another (see `_shares_outputs`).
     """
-    if extended_file(cfg) is not None:
-        raise ConfigError(f"{_shares_outputs(cfg)}: no dvc.yaml of its own (`dvc repro` runs the "
+    base = extended_file(cfg)
+    if base is not None:
+        raise ConfigError(f"{_shares_outputs(cfg, base)}: no dvc.yaml of its own (`dvc repro` runs the "
                           "file it extends; run this one with Snakemake)")
     out = Path(out) if out is not None else default_location(Path(cfg.path))
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -111,8 +112,9 @@ def record_job(cfg: Config, stage: str, **cell: str) -> str | None:
     if not Path(".dvc").is_dir():
         return "not a DVC repository"
     if not location.is_file():
-        if extended_file(cfg) is not None:
-            return _shares_outputs(cfg)
+        base = extended_file(cfg)
+        if base is not None:
+            return _shares_outputs(cfg, base)
         return f"{location} not found (run `python -m pipeline dvc-yaml --params {cfg.path}`)"
     from dvc.repo import Repo
 
